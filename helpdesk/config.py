@@ -1,0 +1,667 @@
+"""The daemon's settings: ``config.toml`` read into frozen, typed sections.
+
+``load_config()`` finds the file (argument, else ``$HELPDESK_CONFIG``, else
+``./config.toml``), checks every key and raises ``ConfigError`` naming the file
+and the key when something is wrong. Things that are legal but will not work yet
+(a password not given, a missing directory) are not errors: ``Config.problems()``
+lists them for ``helpdesk check``.
+
+Passwords are looked up in this order, the first one found wins:
+``$HELPDESK_IMAP_PASSWORD`` / ``$HELPDESK_SMTP_PASSWORD``, then the file named by
+``password_file``, then ``password`` written in the config itself.
+
+Relative paths (SQLite database, templates, attachments, password and CA files)
+are resolved against the directory of the config file.
+"""
+from __future__ import annotations
+
+import os
+import re
+import string
+import tomllib
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+CONFIG_ENV = "HELPDESK_CONFIG"
+DEFAULT_CONFIG_NAME = "config.toml"
+PASSWORD_ENV = {"imap": "HELPDESK_IMAP_PASSWORD", "smtp": "HELPDESK_SMTP_PASSWORD"}
+SECURITY_MODES = ("none", "starttls", "ssl")
+DEFAULT_PORTS = {
+    "imap": {"ssl": 993, "starttls": 143, "none": 143},
+    "smtp": {"ssl": 465, "starttls": 587, "none": 25},
+}
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_HHMM_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
+class ConfigError(Exception):
+    """The config file is missing or wrong; the message names the file and the key."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class SchoolConfig:
+    name: str
+    address: str  # lower-case; the mailbox helpdesk reads and sends from
+    timezone: ZoneInfo  # str(timezone) / timezone.key gives the IANA name
+    domain: str  # default: the domain of ``address``
+    show_teacher_address: bool = False
+    from_name: str = ""  # default: ``name``
+
+
+@dataclass(frozen=True)
+class MailServerConfig:
+    host: str
+    port: int
+    security: str  # "none" | "starttls" | "ssl"
+    username: str | None
+    password: str | None = field(repr=False)
+    password_source: str | None  # "env" | "file" | "inline" | None
+    password_file: Path | None
+    ca_file: Path | None  # extra CA bundle to trust (self-signed test servers)
+    timeout: float
+    password_problem: str | None = None  # why password_file gave nothing
+
+
+@dataclass(frozen=True)
+class ImapConfig(MailServerConfig):
+    folder: str = "INBOX"
+    idle: bool = True
+    poll_interval: float = 60.0  # with IDLE on: longest wait before checking anyway
+    processed_flag: str = "\\Seen"  # set on a letter once it is stored; "" = none
+
+
+@dataclass(frozen=True)
+class SmtpConfig(MailServerConfig):
+    pass
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str  # sqlite URLs carry an absolute path: sqlite:////abs/path
+
+    @property
+    def scheme(self) -> str:
+        scheme = self.url.split(":", 1)[0]
+        return "postgresql" if scheme == "postgres" else scheme
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file, or None for PostgreSQL and ``:memory:``."""
+        if self.scheme != "sqlite":
+            return None
+        path = self.url[len("sqlite:///"):]
+        return None if path == ":memory:" else Path(path)
+
+
+@dataclass(frozen=True)
+class HoursConfig:
+    start: time
+    end: time
+    six_day_week: bool = False
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    window_days: float = 1.0
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    interval: float = 60.0  # seconds between cycles when IDLE is off
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    max_attempts: int = 8
+    retry_base: float = 30.0  # seconds before the first retry
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    templates: Path
+    attachments: Path
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path  # the config file, absolute
+    school: SchoolConfig
+    imap: ImapConfig
+    smtp: SmtpConfig
+    database: DatabaseConfig
+    hours: HoursConfig
+    sla: SlaConfig
+    daemon: DaemonConfig
+    outbox: OutboxConfig
+    paths: PathsConfig
+    unknown_keys: tuple[str, ...] = ()
+
+    @property
+    def dir(self) -> Path:
+        return self.path.parent
+
+    def problems(self) -> list[str]:
+        """What will stop helpdesk from working although the file is valid."""
+        found = [f"unknown key {key} (ignored; a typo?)" for key in self.unknown_keys]
+        found += _server_problems("imap", self.imap)
+        found += _server_problems("smtp", self.smtp)
+        db_path = self.database.sqlite_path
+        if db_path is not None and not db_path.parent.is_dir():
+            found.append(f"database.url: directory {db_path.parent} does not exist")
+        if not self.paths.templates.is_dir():
+            found.append(f"paths.templates: directory {self.paths.templates} does not exist")
+        return found
+
+
+def _server_problems(name: str, server: MailServerConfig) -> list[str]:
+    found = []
+    if server.password_problem:
+        found.append(f"{name}.password_file: {server.password_problem}")
+    elif server.username and not server.password:
+        found.append(
+            f"{name}.password is not set: give {name}.password, {name}.password_file "
+            f"or the environment variable {PASSWORD_ENV[name]}"
+        )
+    if not server.username and server.security != "none":
+        found.append(f"{name}.username is empty: the server at {server.host} will ask for a login")
+    if server.security == "none" and server.password and server.host not in LOOPBACK_HOSTS:
+        found.append(
+            f"{name}.security is \"none\": the password would travel unencrypted to {server.host}"
+        )
+    if server.ca_file is not None and not server.ca_file.is_file():
+        found.append(f"{name}.ca_file: {server.ca_file} does not exist")
+    return found
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and check the config: ``path``, else ``$HELPDESK_CONFIG``, else ./config.toml."""
+    file = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME).expanduser().absolute()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: config file not found (give its path, set {CONFIG_ENV}, "
+            f"or create one with `helpdesk init`)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the config file: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: TOML syntax error: {exc}") from None
+    return _build(file, data)
+
+
+def _build(file: Path, data: dict[str, Any]) -> Config:
+    base = file.parent
+    tables = {name: _Table(file, name, data) for name in _SECTIONS}
+    database = _database(tables["database"], base)
+    sections = dict(
+        school=_school(tables["school"]),
+        imap=_imap(tables["imap"], base),
+        smtp=_smtp(tables["smtp"], base),
+        database=database,
+        hours=_hours(tables["hours"]),
+        sla=SlaConfig(window_days=tables["sla"].number("window_days", 1.0, positive=True)),
+        daemon=DaemonConfig(interval=tables["daemon"].number("interval", 60.0, positive=True)),
+        outbox=_outbox(tables["outbox"]),
+        paths=_paths(tables["paths"], base, database),
+    )
+    unknown = [f"[{name}]" for name in data if name not in _SECTIONS]
+    for table in tables.values():
+        unknown += table.unknown_keys()
+    return Config(path=file, **sections, unknown_keys=tuple(unknown))
+
+
+_REQUIRED = object()
+
+
+class _Table:
+    """One ``[section]`` of the file, with typed getters that raise ConfigError."""
+
+    def __init__(self, file: Path, name: str, data: dict[str, Any]) -> None:
+        self.file, self.name = file, name
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{file}: {name} must be a section [{name}], not a value")
+        self.data: dict[str, Any] = value
+        self.present = name in data
+        self.used: set[str] = set()
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {self.name}.{key} {message}")
+
+    def get(self, key: str, kinds: tuple[type, ...], what: str, default: Any = _REQUIRED) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if default is _REQUIRED:
+                where = "" if self.present else f" (section [{self.name}] is missing)"
+                raise self.error(key, f"is required but missing{where}")
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            raise self.error(key, f"must be {what}, got {value!r}")
+        return value
+
+    def text(self, key: str, default: Any = _REQUIRED, *, required: bool = False) -> Any:
+        value = self.get(key, (str,), "a string", default)
+        if isinstance(value, str):
+            value = value.strip()
+            if required and not value:
+                raise self.error(key, "must not be empty")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        return self.get(key, (bool,), "true or false", default)
+
+    def integer(self, key: str, default: Any = _REQUIRED, *, low: int = 1, high: int | None = None) -> int:
+        value = self.get(key, (int,), "an integer", default)
+        if value < low or (high is not None and value > high):
+            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise self.error(key, f"must be {limit}, got {value}")
+        return value
+
+    def number(self, key: str, default: float, *, positive: bool = False) -> float:
+        value = float(self.get(key, (int, float), "a number", default))
+        if positive and not value > 0:
+            raise self.error(key, f"must be greater than 0, got {value:g}")
+        return value
+
+    def path(self, key: str, base: Path) -> Path | None:
+        value = self.text(key, None)
+        return _resolve(base, value) if value else None
+
+    def unknown_keys(self) -> list[str]:
+        return [f"{self.name}.{key}" for key in self.data if key not in self.used]
+
+
+_SECTIONS = ("school", "imap", "smtp", "database", "hours", "sla", "daemon", "outbox", "paths")
+
+
+def _resolve(base: Path, value: str) -> Path:
+    return Path(os.path.normpath(base / Path(value).expanduser()))
+
+
+def _school(t: _Table) -> SchoolConfig:
+    name = t.text("name", required=True)
+    address = t.text("address", required=True).lower()
+    if not _EMAIL_RE.match(address):
+        raise t.error("address", f"is not an e-mail address: {address!r}")
+    zone_name = t.text("timezone", required=True)
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise t.error("timezone", f"is not a known time zone: {zone_name!r} (e.g. \"Europe/Moscow\")") from None
+    domain = t.text("domain", address.rsplit("@", 1)[1]).lower() or address.rsplit("@", 1)[1]
+    return SchoolConfig(
+        name=name,
+        address=address,
+        timezone=zone,
+        domain=domain,
+        show_teacher_address=t.flag("show_teacher_address", False),
+        from_name=t.text("from_name", name) or name,
+    )
+
+
+def _server_fields(t: _Table, base: Path) -> dict[str, Any]:
+    host = t.text("host", required=True)
+    security = t.text("security", "ssl").lower()
+    if security not in SECURITY_MODES:
+        raise t.error("security", f"must be one of {', '.join(SECURITY_MODES)}; got {security!r}")
+    port = t.integer("port", DEFAULT_PORTS[t.name][security], low=1, high=65535)
+    password, source, problem = _password(t, base)
+    return dict(
+        host=host,
+        port=port,
+        security=security,
+        username=t.text("username", "") or None,
+        password=password,
+        password_source=source,
+        password_file=t.path("password_file", base),
+        ca_file=t.path("ca_file", base),
+        timeout=t.number("timeout", 30.0, positive=True),
+        password_problem=problem,
+    )
+
+
+def _password(t: _Table, base: Path) -> tuple[str | None, str | None, str | None]:
+    """(password, where it came from, problem): environment > password_file > password."""
+    inline = t.get("password", (str,), "a string", None) or None  # not stripped
+    file = t.path("password_file", base)
+    from_env = os.environ.get(PASSWORD_ENV[t.name])
+    if from_env:
+        return from_env, "env", None
+    if file is not None:
+        try:
+            secret = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            return None, None, f"cannot read {file}: {exc.strerror if isinstance(exc, OSError) else exc}"
+        if not secret:
+            return None, None, f"{file} is empty"
+        return secret, "file", None
+    return (inline, "inline", None) if inline else (None, None, None)
+
+
+def _imap(t: _Table, base: Path) -> ImapConfig:
+    return ImapConfig(
+        **_server_fields(t, base),
+        folder=t.text("folder", "INBOX") or "INBOX",
+        idle=t.flag("idle", True),
+        poll_interval=t.number("poll_interval", 60.0, positive=True),
+        processed_flag=t.text("processed_flag", "\\Seen"),
+    )
+
+
+def _smtp(t: _Table, base: Path) -> SmtpConfig:
+    return SmtpConfig(**_server_fields(t, base))
+
+
+def _database(t: _Table, base: Path) -> DatabaseConfig:
+    url = t.text("url", required=True)
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        return DatabaseConfig(url=_sqlite_url(t, url, base))
+    if scheme in ("postgresql", "postgres"):
+        parts = urlsplit(url)
+        if not parts.path.strip("/"):
+            raise t.error("url", f"names no database: {url!r} (postgresql://user@host:5432/dbname)")
+        return DatabaseConfig(url=url)
+    raise t.error(
+        "url",
+        f"has an unknown scheme {scheme or url!r}: use sqlite:///path or postgresql://user@host:port/db",
+    )
+
+
+def _sqlite_url(t: _Table, url: str, base: Path) -> str:
+    if not url.startswith("sqlite:///") or url == "sqlite:///":
+        raise t.error("url", f"must look like sqlite:///relative/path or sqlite:////absolute/path, got {url!r}")
+    path = url[len("sqlite:///"):]
+    if path == ":memory:":
+        return url
+    return "sqlite:///" + str(_resolve(base, path))
+
+
+def _hours(t: _Table) -> HoursConfig:
+    start, end = _clock(t, "start"), _clock(t, "end")
+    if end <= start:
+        raise t.error("end", f"must be later than hours.start ({start:%H:%M}), got {end:%H:%M}")
+    return HoursConfig(start=start, end=end, six_day_week=t.flag("six_day_week", False))
+
+
+def _clock(t: _Table, key: str) -> time:
+    value = t.get(key, (str, time), 'a time like "08:00"')
+    if isinstance(value, time):
+        return value
+    m = _HHMM_RE.match(value.strip())
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise t.error(key, f'must be a time like "08:00" (00:00-23:59), got {value!r}')
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+def _outbox(t: _Table) -> OutboxConfig:
+    return OutboxConfig(
+        max_attempts=t.integer("max_attempts", 8, low=1),
+        retry_base=t.number("retry_base", 30.0, positive=True),
+    )
+
+
+def _paths(t: _Table, base: Path, database: DatabaseConfig) -> PathsConfig:
+    templates = t.path("templates", base) or default_templates_dir()
+    db_path = database.sqlite_path
+    attachments = t.path("attachments", base) or (db_path.parent if db_path else base) / "attachments"
+    return PathsConfig(templates=templates, attachments=attachments)
+
+
+def default_templates_dir() -> Path:
+    """``templates/`` beside the package (a source checkout), else inside it."""
+    package = Path(__file__).resolve().parent
+    beside = package.parent / "templates"
+    return beside if beside.is_dir() else package / "templates"
+
+
+# --------------------------------------------------------------------------- writing
+
+DEFAULTS: dict[str, Any] = {
+    "name": "Школа №1",
+    "address": "school@example.org",
+    "username": None,  # default: the address
+    "timezone": "Europe/Moscow",
+    "database_url": "sqlite:///helpdesk.sqlite3",
+    "hours_start": "08:00",
+    "hours_end": "17:00",
+    "imap_host": "localhost",
+    "imap_port": 143,
+    "imap_security": "none",
+    "smtp_host": "localhost",
+    "smtp_port": 25,
+    "smtp_security": "none",
+}
+
+_TEMPLATE = string.Template('''\
+# helpdesk configuration.
+#
+# `helpdesk init` wrote this file; edit it, then run `helpdesk check`.
+# Relative paths are taken from the directory of this file.
+# Durations are in seconds unless a key says otherwise.
+
+[school]
+# The school's name: used in letters and as the sender name.
+name = ${name}
+# The mailbox parents and students write to. helpdesk reads it over IMAP and
+# answers from it over SMTP.
+address = ${address}
+# The school's time zone (an IANA name); working hours and deadlines use it.
+timezone = ${timezone}
+# The school's mail domain, used in the Message-IDs of outgoing letters.
+# Default: the domain of `address`.
+# domain = "example.org"
+# Whether letters to students and parents show the assigned teacher's address.
+# When false the teacher is named, and all correspondence goes through the
+# school address.
+show_teacher_address = false
+# Display name in the From header of outgoing letters (default: the name above).
+# from_name = "Школа №1, дистанционное обучение"
+
+[imap]
+# The mailbox helpdesk reads. Presets (uncomment one and delete the lines they
+# replace below):
+#
+#   Yandex 360 (turn IMAP on in the mail settings; use an app password):
+#     host = "imap.yandex.ru"
+#     port = 993
+#     security = "ssl"
+#   Mail.ru (use a password for external applications):
+#     host = "imap.mail.ru"
+#     port = 993
+#     security = "ssl"
+#   Microsoft 365 (only where the tenant still allows password login for IMAP):
+#     host = "outlook.office365.com"
+#     port = 993
+#     security = "ssl"
+#   A self-hosted server (Dovecot and the like):
+#     host = "mail.example.org"
+#     port = 993
+#     security = "ssl"
+host = ${imap_host}
+# Default port: 993 with "ssl", 143 otherwise.
+port = ${imap_port}
+# "ssl": TLS from the first byte; "starttls": a plain connection upgraded to TLS;
+# "none": no encryption at all (only for a server on this machine).
+security = ${imap_security}
+username = ${username}
+# The password is better kept out of this file. It is looked up in this order,
+# the first one found wins:
+#   1. the environment variable HELPDESK_IMAP_PASSWORD;
+#   2. password_file: a file holding only the password (readable by helpdesk alone);
+#   3. password = "..." written here.
+# password_file = "/etc/helpdesk/imap-password"
+# password = ""
+# An extra CA certificate to trust, for a server with a self-signed certificate.
+# ca_file = "/etc/helpdesk/ca.pem"
+# The folder where letters to the school arrive.
+folder = "INBOX"
+# Wait for new letters with IMAP IDLE (the server announces them at once).
+idle = true
+# With IDLE on: the longest wait in IDLE before helpdesk checks the mailbox anyway.
+poll_interval = 60
+# Seconds to wait for the server before giving up on a command.
+timeout = 30
+# The flag set on a letter once helpdesk has stored it ("" for none). Letters are
+# read without marking them, so the flag shows exactly what was taken in.
+processed_flag = "\\\\Seen"
+
+[smtp]
+# The server helpdesk sends its letters through, as the school address.
+# Presets:
+#
+#   Yandex 360:
+#     host = "smtp.yandex.ru"
+#     port = 465
+#     security = "ssl"
+#   Mail.ru:
+#     host = "smtp.mail.ru"
+#     port = 465
+#     security = "ssl"
+#   Microsoft 365:
+#     host = "smtp.office365.com"
+#     port = 587
+#     security = "starttls"
+#   A self-hosted server (Postfix and the like):
+#     host = "mail.example.org"
+#     port = 587
+#     security = "starttls"
+host = ${smtp_host}
+# Default port: 465 with "ssl", 587 with "starttls", 25 with "none".
+port = ${smtp_port}
+security = ${smtp_security}
+# Leave username empty for a relay that needs no login.
+username = ${username}
+# As for IMAP: HELPDESK_SMTP_PASSWORD, then password_file, then password.
+# password_file = "/etc/helpdesk/smtp-password"
+# password = ""
+# ca_file = "/etc/helpdesk/ca.pem"
+timeout = 30
+
+[database]
+# Where helpdesk keeps letters, appeals and the outbox.
+#   SQLite, one file (a relative path is taken from this file's directory;
+#   an absolute path has four slashes: sqlite:////var/lib/helpdesk/helpdesk.sqlite3):
+#     url = "sqlite:///helpdesk.sqlite3"
+#   PostgreSQL (pip install 'helpdesk[postgres]'). Keep the password out of the
+#   URL: the PostgreSQL client reads PGPASSWORD or ~/.pgpass.
+#     url = "postgresql://helpdesk@localhost:5432/helpdesk"
+url = ${database_url}
+
+[hours]
+# The school's working hours, local time, 24-hour "HH:MM". Deadlines are counted
+# in working time only: these hours on working days (weekends and public
+# holidays excluded).
+start = ${hours_start}
+end = ${hours_end}
+# true when Saturday is a working day.
+six_day_week = false
+
+[sla]
+# How long an appeal may wait for an answer, in working days (0.5 = half a day).
+window_days = 1.0
+
+[daemon]
+# Seconds between processing cycles when IDLE is off or the server lacks it.
+interval = 60
+
+[outbox]
+# How many times a letter is tried before it is given up as undeliverable.
+max_attempts = 8
+# Seconds before the first retry; later waits grow exponentially.
+retry_base = 30
+
+[paths]
+# Letter templates (default: the templates that come with helpdesk).
+# templates = "templates"
+# Where attachments of incoming letters are saved (default: a directory
+# "attachments" next to the SQLite database, or next to this file).
+# attachments = "attachments"
+''')
+
+
+def default_config_text(**overrides: Any) -> str:
+    """The commented example config; ``overrides`` fill the placeholders in DEFAULTS."""
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown config setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+    values = {**DEFAULTS, **overrides}
+    if values["username"] is None:
+        values["username"] = values["address"]
+    rendered = {key: _toml_value(value) for key, value in values.items()}
+    return _TEMPLATE.substitute(rendered)
+
+
+def write_default_config(path: str | os.PathLike[str], **overrides: Any) -> Path:
+    """Write the example config to ``path``; never overwrites an existing file."""
+    file = Path(path)
+    text = default_config_text(**overrides)
+    try:
+        with open(file, "x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        raise ConfigError(f"{file}: already exists; not overwriting it") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot write the config file: {exc.strerror}") from None
+    return file
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return _toml_string(str(value))
+
+
+_TOML_ESCAPES: dict[str, str] = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    def escape(ch: str) -> str:
+        if ch in _TOML_ESCAPES:
+            return _TOML_ESCAPES[ch]
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return f"\\u{ord(ch):04x}"
+        return ch
+
+    return '"' + "".join(escape(ch) for ch in text) + '"'
+
+
+__all__: list[str] = [
+    "CONFIG_ENV",
+    "PASSWORD_ENV",
+    "SECURITY_MODES",
+    "Config",
+    "ConfigError",
+    "DaemonConfig",
+    "DatabaseConfig",
+    "HoursConfig",
+    "ImapConfig",
+    "MailServerConfig",
+    "OutboxConfig",
+    "PathsConfig",
+    "SchoolConfig",
+    "SlaConfig",
+    "SmtpConfig",
+    "default_config_text",
+    "default_templates_dir",
+    "load_config",
+    "write_default_config",
+]
