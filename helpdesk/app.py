@@ -1,0 +1,76 @@
+"""Wiring: turns a ``Config`` into the objects the stages need.
+
+The only place that knows both the config's shape and the stages' constructors.
+"""
+from __future__ import annotations
+
+from .compose import Composer, SchoolIdentity
+from .config import Config
+from .ingest.imap import ImapSettings
+from .outbox.sender import RetryPolicy, SmtpSettings
+from .pipeline import Processor
+from .roster.store import load_roster
+from .sla.calendar import SchoolHours, WorkCalendar
+from .store.db import open_database
+
+
+def tz_name(config: Config) -> str:
+    return getattr(config.school.timezone, "key", str(config.school.timezone))
+
+
+def open_db(config: Config, *, migrate: bool = True):
+    return open_database(config.database.url, migrate=migrate)
+
+
+def imap_settings(config: Config) -> ImapSettings:
+    c = config.imap
+    return ImapSettings(
+        host=c.host, port=c.port, security=c.security,
+        username=c.username or config.school.address, password=c.password,
+        folder=c.folder, processed_flag=c.processed_flag, timeout=c.timeout,
+        ca_file=str(c.ca_file) if c.ca_file else None,
+    )
+
+
+def smtp_settings(config: Config) -> SmtpSettings:
+    c = config.smtp
+    return SmtpSettings(
+        host=c.host, port=c.port, security=c.security,
+        username=c.username, password=c.password, timeout=c.timeout,
+        ca_file=str(c.ca_file) if c.ca_file else None,
+    )
+
+
+def retry_policy(config: Config) -> RetryPolicy:
+    return RetryPolicy(max_attempts=config.outbox.max_attempts, base_seconds=config.outbox.retry_base)
+
+
+def school_identity(config: Config) -> SchoolIdentity:
+    return SchoolIdentity(
+        name=config.school.from_name or config.school.name,
+        address=config.school.address,
+        domain=config.school.domain,
+        timezone=tz_name(config),
+        show_teacher_address=config.school.show_teacher_address,
+    )
+
+
+def work_calendar(config: Config) -> WorkCalendar:
+    return WorkCalendar(
+        SchoolHours(
+            timezone=tz_name(config),
+            start=config.hours.start,
+            end=config.hours.end,
+            six_day_week=config.hours.six_day_week,
+        )
+    )
+
+
+def processor(config: Config) -> Processor:
+    """A processor over the roster as it is now in the database (call after open_db)."""
+    return Processor(
+        load_roster(),
+        Composer(config.paths.templates, school_identity(config)),
+        work_calendar(config),
+        window_days=config.sla.window_days,
+    )

@@ -1,0 +1,131 @@
+"""What a letter is and what to do with it: one pure function over plain values.
+
+``decide`` is shared by the daemon and ``helpdesk explain``, so an explanation is
+never a re-telling of the decision but the decision itself. The only outside
+knowledge it needs, "which appeal does this letter continue?", comes in as a
+callable so that tests and ``explain`` can pass their own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .compose import ROLE_NAMES, tag_number
+from .domain import Classification, Decision, ParsedLetter, Roster
+from .routing.router import route
+from .understand.classify import classify
+from .understand.kinds import machine_kind
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """The appeal a letter belongs to, as far as the decision needs it."""
+
+    number: int
+    sender: str  # who opened the appeal
+    student: str | None
+    assignee: str
+    status: str
+    how: str  # how the thread was recognised, in Russian
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # appeal|followup|teacher_reply|auto_reply|bounce|bulk
+    sender_role: str
+    reasons: tuple[str, ...]
+    classification: Classification | None = None
+    decision: Decision | None = None
+    thread: ThreadInfo | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def assignee(self) -> str | None:
+        if self.decision:
+            return self.decision.assignee
+        if self.thread and self.kind in ("followup", "teacher_reply"):
+            return self.thread.assignee
+        return None
+
+
+ThreadFinder = Callable[[ParsedLetter], "ThreadInfo | None"]
+
+
+def no_thread(_: ParsedLetter) -> None:
+    return None
+
+
+def sender_role(roster: Roster, address: str) -> str:
+    if roster.student(address):
+        return "student"
+    if roster.children_of(address):
+        return "parent"
+    if roster.staff_member(address):
+        return "staff"
+    return "unknown"
+
+
+def thread_references(letter: ParsedLetter) -> tuple[tuple[str, ...], int | None]:
+    """Message-IDs this letter answers (nearest first) and the ``[№ N]`` tag, if any."""
+    ids: list[str] = []
+    if letter.in_reply_to:
+        ids.append(letter.in_reply_to)
+    ids.extend(reversed(letter.references))
+    return tuple(dict.fromkeys(ids)), tag_number(letter.subject)
+
+
+def _belongs_to_appeal(roster: Roster, address: str, thread: ThreadInfo) -> bool:
+    if address in (thread.sender, thread.student):
+        return True
+    student = roster.student(thread.student or thread.sender)
+    return bool(student and address in student.parent_emails)
+
+
+def decide(
+    letter: ParsedLetter,
+    roster: Roster,
+    find_thread: ThreadFinder = no_thread,
+    *,
+    school_address: str = "",
+) -> Verdict:
+    role = sender_role(roster, letter.from_addr)
+    if school_address and letter.from_addr == school_address.lower():
+        return Verdict(
+            "auto_reply", role,
+            ("Письмо отправлено с адреса самой школы (служба обращений): на него не отвечаем, "
+             "чтобы не было петли.",),
+        )
+    kind, why = machine_kind(letter)
+    if kind:
+        return Verdict(kind, role, (why, "На такие письма служба обращений не отвечает."))
+
+    thread = find_thread(letter)
+    if thread is not None:
+        if role == "staff":
+            who = roster.name_of(letter.from_addr)
+            reasons = [thread.how, f"Письмо от сотрудника школы ({who}) — это ответ по обращению № "
+                       f"{thread.number}: новый текст будет переслан автору обращения."]
+            if letter.from_addr != thread.assignee:
+                reasons.append(
+                    f"Ответил не назначенный учитель ({roster.name_of(thread.assignee)}), "
+                    "а другой сотрудник; ответ всё равно пересылается."
+                )
+            return Verdict("teacher_reply", role, tuple(reasons), thread=thread)
+        if _belongs_to_appeal(roster, letter.from_addr, thread):
+            reasons = [thread.how, f"Автор обращения № {thread.number} написал ещё раз — это "
+                       "дополнение к тому же обращению, а не новое."]
+            if thread.status != "open":
+                reasons.append("Обращение снова открыто, срок ответа считается заново.")
+            return Verdict("followup", role, tuple(reasons), thread=thread)
+
+    classification = classify(letter, roster)
+    decision = route(classification, roster)
+    reasons = list(classification.reasons) + list(decision.reasons)
+    if thread is not None:
+        reasons.insert(0, f"Письмо похоже на ответ в переписке по обращению № {thread.number}, "
+                          f"но отправитель ({ROLE_NAMES.get(role, role)}) не участвует в нём: "
+                          "регистрируем новое обращение.")
+    return Verdict(
+        "appeal", classification.sender_role, tuple(reasons),
+        classification=classification, decision=decision,
+    )
