@@ -453,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_letters_list)
 
+    from .commands import register_all
+
+    register_all(sub, {"appeals": asub, "letters": lsub, "roster": rsub})
+
     p = sub.add_parser("calendar", help="working days and hours of a year (production calendar)")
     p.add_argument("year", type=int)
     p.add_argument("--json", action="store_true")

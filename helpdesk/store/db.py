@@ -7,7 +7,10 @@ upgrades a school's database in place (``helpdesk init`` or any start).
 """
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
+import re
 from typing import Callable
 from urllib.parse import urlparse
 
@@ -25,8 +28,28 @@ def _create_v1(db: Database) -> None:
     db.create_tables(ALL_MODELS, safe=True)
 
 
-# Each entry upgrades the schema from version i to i + 1. Append, never edit.
-MIGRATIONS: list[Callable[[Database], None]] = [_create_v1]
+def _discover() -> list[Callable[[Database], None]]:
+    """Version 1 plus every ``helpdesk/store/migrations/mNNNN_*.py``, in number order.
+
+    Each module has ``upgrade(db)``, which takes the schema from version NNNN - 1
+    to NNNN (m0002 from 1 to 2). A released migration is never edited: a change
+    to the schema is a new module. Models that a migration creates live in their
+    own modules and are not in ``ALL_MODELS`` (which is frozen at version 1).
+    """
+    from . import migrations
+
+    steps: list[Callable[[Database], None]] = [_create_v1]
+    names = sorted(
+        m.name for m in pkgutil.iter_modules(migrations.__path__) if re.match(r"m\d{4}_", m.name)
+    )
+    for expected, name in enumerate(names, start=2):
+        if int(name[1:5]) != expected:
+            raise DatabaseError(f"migration {name}: expected number {expected:04d}")
+        steps.append(importlib.import_module(f"{migrations.__name__}.{name}").upgrade)
+    return steps
+
+
+MIGRATIONS: list[Callable[[Database], None]] = _discover()
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
