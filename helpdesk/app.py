@@ -4,13 +4,19 @@ The only place that knows both the config's shape and the stages' constructors.
 """
 from __future__ import annotations
 
+from datetime import date, datetime
+from functools import partial
+
 from .compose import Composer, SchoolIdentity
 from .config import Config
+from .domain import Absence
 from .ingest.imap import ImapSettings
 from .outbox.sender import RetryPolicy, SmtpSettings
 from .pipeline import Processor
 from .roster.store import load_roster
+from .routing.store import load_absences
 from .sla.calendar import SchoolHours, WorkCalendar
+from .sla.ladder import ladder_from_config
 from .store.db import open_database
 
 
@@ -66,11 +72,26 @@ def work_calendar(config: Config) -> WorkCalendar:
     )
 
 
+def school_today(config: Config) -> date:
+    """Today's date in the school's time zone."""
+    return datetime.now(config.school.timezone).date()
+
+
+def absences_now(config: Config) -> tuple[tuple[Absence, ...], date]:
+    """The staff absences that cover today, and today (the school's date)."""
+    today = school_today(config)
+    return load_absences(today), today
+
+
 def processor(config: Config) -> Processor:
-    """A processor over the roster as it is now in the database (call after open_db)."""
+    """A processor over the roster as it is now in the database (call after open_db).
+    Staff absences are read for every letter it processes, so a processor that lives
+    long (the daemon keeps one while the roster is unchanged) never uses stale ones."""
     return Processor(
         load_roster(),
         Composer(config.paths.templates, school_identity(config)),
         work_calendar(config),
         window_days=config.sla.window_days,
+        absences_now=partial(absences_now, config),
+        ladder=ladder_from_config(config),
     )

@@ -169,8 +169,9 @@ def cmd_run(args) -> int:
 # --- explain ------------------------------------------------------------------------------
 
 
-def _explain_one(path: str, roster, school_address: str, find_thread) -> dict:
+def _explain_one(path: str, roster, school_address: str, find_thread, absences=(), today=None) -> dict:
     from .decide import decide
+    from .store.threads import find_service_letter
     from .understand.parse import UnparseableLetter, parse_letter
 
     raw = Path(path).read_bytes()
@@ -180,7 +181,8 @@ def _explain_one(path: str, roster, school_address: str, find_thread) -> dict:
         return {"file": path, "kind": None, "sender_role": None, "category": None, "class": None,
                 "subject": None, "assignee": None,
                 "reasons": [f"Письмо не удалось разобрать: {exc.reason}; оно будет отложено в карантин."]}
-    v = decide(letter, roster, find_thread, school_address=school_address)
+    v = decide(letter, roster, find_thread, school_address=school_address, absences=absences,
+               today=today, find_service=find_service_letter)
     c, d = v.classification, v.decision
     return {
         "file": path,
@@ -196,18 +198,21 @@ def _explain_one(path: str, roster, school_address: str, find_thread) -> dict:
 
 def cmd_explain(args) -> int:
     from .roster.store import load_roster
+    from .routing.store import load_absences
     from .store.threads import find_thread
 
     config = _config(args)
     _db(config)
     roster = load_roster()
+    today = app.school_today(config)
+    absences = load_absences(today)
     status = 0
     for path in args.files:
         if not Path(path).is_file():
             print(f"{path}: no such file", file=sys.stderr)
             status = EXIT_FAILURE
             continue
-        row = _explain_one(path, roster, config.school.address, find_thread)
+        row = _explain_one(path, roster, config.school.address, find_thread, absences, today)
         if args.json:
             print(json.dumps(row, ensure_ascii=False))
             continue
@@ -438,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("appeals", help="list and show appeals")
     asub = p.add_subparsers(dest="appeals_command", required=True, metavar="ACTION")
     q = asub.add_parser("list")
-    q.add_argument("--status", choices=["open", "answered", "closed", "overdue"])
+    q.add_argument("--status", choices=["open", "waiting", "answered", "closed", "overdue"])
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_appeals_list)
     q = asub.add_parser("show")

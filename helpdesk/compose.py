@@ -166,9 +166,14 @@ class Composer:
         msg.set_content(text, cte="quoted-printable")
         msg.add_alternative(html, subtype="html", cte="quoted-printable")
         for att in attachments:
-            maintype, _, subtype = (att.content_type or "application/octet-stream").partition("/")
+            ctype, *params = (att.content_type or "application/octet-stream").split(";")
+            maintype, _, subtype = ctype.strip().partition("/")
             msg.add_attachment(
                 att.payload, maintype=maintype, subtype=subtype or "octet-stream",
                 filename=att.filename or "attachment",
+                params=dict(
+                    (k.strip().lower(), v.strip().strip('"'))
+                    for k, _, v in (p.partition("=") for p in params) if k.strip()
+                ),
             )
         return Rendered(message_id=message_id, raw=msg.as_bytes(), recipients=tuple(to))

@@ -112,6 +112,10 @@ class HoursConfig:
 @dataclass(frozen=True)
 class SlaConfig:
     window_days: float = 1.0
+    reminder_at: float = 0.75  # share of the window; 0 = no reminder
+    escalate_to: tuple = ("deputy", "director")  # one level each; an item may be a list
+    escalation_interval: float = 1.0  # working days between escalation levels
+    escalation_copy: tuple[str, ...] = ("assignee",)
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ def _build(file: Path, data: dict[str, Any]) -> Config:
         smtp=_smtp(tables["smtp"], base),
         database=database,
         hours=_hours(tables["hours"]),
-        sla=SlaConfig(window_days=tables["sla"].number("window_days", 1.0, positive=True)),
+        sla=_sla(tables["sla"]),
         daemon=DaemonConfig(interval=tables["daemon"].number("interval", 60.0, positive=True)),
         outbox=_outbox(tables["outbox"]),
         paths=_paths(tables["paths"], base, database),
@@ -292,6 +296,39 @@ _SECTIONS = ("school", "imap", "smtp", "database", "hours", "sla", "daemon", "ou
 
 def _resolve(base: Path, value: str) -> Path:
     return Path(os.path.normpath(base / Path(value).expanduser()))
+
+
+def _sla(t: _Table) -> SlaConfig:
+    from .sla.ladder import build_ladder
+
+    def names(key: str, default: tuple) -> tuple:
+        value = t.get(key, (list,), "a list", list(default))
+        items = []
+        for item in value:
+            if isinstance(item, str):
+                items.append(item.strip())
+            elif isinstance(item, list) and all(isinstance(x, str) for x in item):
+                items.append(tuple(x.strip() for x in item))
+            else:
+                raise t.error(key, f"must list roles or addresses (strings), got {item!r}")
+        return tuple(items)
+
+    config = SlaConfig(
+        window_days=t.number("window_days", 1.0, positive=True),
+        reminder_at=t.number("reminder_at", 0.75),
+        escalate_to=names("escalate_to", SlaConfig.escalate_to),
+        escalation_interval=t.number("escalation_interval", 1.0),
+        escalation_copy=tuple(x for x in names("escalation_copy", SlaConfig.escalation_copy)
+                              if isinstance(x, str)),
+    )
+    if not 0 <= config.reminder_at < 1:
+        raise t.error("reminder_at", f"must be from 0 (no reminder) to below 1, got {config.reminder_at:g}")
+    try:
+        build_ladder(config.reminder_at, config.escalate_to, config.escalation_interval,
+                     config.escalation_copy)
+    except ValueError as exc:
+        raise ConfigError(f"{t.file}: [sla]: {exc}") from None
+    return config
 
 
 def _school(t: _Table) -> SchoolConfig:
@@ -576,6 +613,15 @@ six_day_week = false
 [sla]
 # How long an appeal may wait for an answer, in working days (0.5 = half a day).
 window_days = 1.0
+# A reminder to the assignee when this share of the window has passed (0 = none).
+reminder_at = 0.75
+# Who is told when an appeal is overdue: one level per item, the first at the
+# deadline, each next one `escalation_interval` working days later. An item is a
+# role (deputy, director, it, class_teacher, assignee), an address, or a list of them.
+escalate_to = ["deputy", "director"]
+escalation_interval = 1.0
+# Who gets a copy of every escalation letter about their appeals.
+escalation_copy = ["assignee"]
 
 [daemon]
 # Seconds between processing cycles when IDLE is off or the server lacks it.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Mapping
 
 # Roles a staff member may have (staff.csv, column ``role``).
@@ -183,3 +183,21 @@ class Decision:
     subject: str | None  # subject after matching to the class's own assignments
     triage: bool  # True when the rules could not decide and a human must look
     reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Absence:
+    """A staff member away from ``start`` to ``end`` (both days included).
+
+    While away they get no new appeals: the substitute does, or, without one,
+    whoever the router's fallback names (see ``helpdesk.routing.router``).
+    """
+
+    teacher: str  # staff e-mail
+    start: date
+    end: date
+    substitute: str | None = None  # staff e-mail, or None
+    note: str = ""  # e.g. "больничный", "курсы повышения квалификации"
+
+    def covers(self, day: date) -> bool:
+        return self.start <= day <= self.end

@@ -8,10 +8,12 @@ quarantined with its reason; the runner goes on with the next one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from .compose import (
     CATEGORY_NAMES,
@@ -24,9 +26,14 @@ from .compose import (
 )
 from .decide import Verdict, decide
 from .domain import ParsedLetter, Roster
+from .routing.store import record_correction
 from .sla.calendar import WorkCalendar
+from .sla.ladder import DEFAULT_LADDER, Ladder
+from .sla.plan import cancel_steps, schedule_steps
 from .store.models import Appeal, Event, Letter, Outgoing, as_aware, database, to_utc_naive, utcnow
-from .store.threads import find_thread
+from .store.threads import find_service_letter, find_thread
+from .invite import consultation_ics
+from .understand.commands import HELP, parse_reply
 from .understand.parse import UnparseableLetter, parse_letter
 from .understand.replytext import extract_reply
 
@@ -62,12 +69,23 @@ class Processor:
         calendar: WorkCalendar,
         *,
         window_days: float = 1.0,
+        absences: tuple = (),
+        today=None,
+        absences_now=None,
+        ladder: Ladder = DEFAULT_LADDER,
     ) -> None:
         self.roster = roster
+        self.ladder = ladder
         self.composer = composer
         self.calendar = calendar
         self.window_days = window_days
         self.school = composer.school
+        # Staff away on ``today``: the router gives their new appeals to others. With
+        # ``absences_now`` (a callable returning (absences, today), see app.processor)
+        # they are read afresh for every letter, so a long-lived processor stays current.
+        self.absences = tuple(absences)
+        self.today = today
+        self.absences_now = absences_now
 
     # --- the runner loop -------------------------------------------------------
 
@@ -90,7 +108,10 @@ class Processor:
         except UnparseableLetter as exc:
             return self._quarantine(row, f"письмо не удалось разобрать: {exc.reason}")
         try:
-            verdict = decide(parsed, self.roster, find_thread, school_address=self.school.address)
+            absences, today = self.absences_now() if self.absences_now else (self.absences, self.today)
+            verdict = decide(parsed, self.roster, find_thread, school_address=self.school.address,
+                             find_service=find_service_letter,
+                             absences=absences, today=today)
             with database.atomic():
                 outcome = self._apply(row, parsed, verdict)
         except Exception as exc:  # one bad letter must not stop the runner
@@ -121,6 +142,16 @@ class Processor:
         Letter.update(status="ignored", kind=verdict.kind, reason=reason).where(
             Letter.id == row.id
         ).execute()
+        if verdict.extra.get("teacher_away") and verdict.thread is not None:
+            appeal = Appeal.get_by_id(verdict.thread.number)
+            self._to_deputy(
+                row, appeal, parsed,
+                headline=f"Учитель, возможно, отсутствует: автоответ по обращению № {appeal.number}.",
+                lines=[f"{self.roster.name_of(parsed.from_addr)} <{parsed.from_addr}> прислал(а) "
+                       "автоматический ответ на письмо с обращением; ученику он не переслан.",
+                       "Чтобы обращение не ждало, отметьте отсутствие или передайте обращение коллеге."],
+                event="teacher_away",
+            )
         record("ignored", f"Письмо от {parsed.from_addr} не требует ответа: {reason}", letter=row.id,
                letter_kind=verdict.kind)
         return verdict.kind
@@ -178,6 +209,7 @@ class Processor:
             received_at=to_utc_naive(received),
             due_at=to_utc_naive(due),
         )
+        schedule_steps(appeal, self.calendar, self.ladder, window_days=self.window_days, start=received)
         self._mark(row, "appeal", appeal, verdict.reasons)
         record(
             "appeal_created",
@@ -251,6 +283,10 @@ class Processor:
             changes.update(status="open", due_at=to_utc_naive(due), closed_at=None)
             appeal.due_at = to_utc_naive(due)
         Appeal.update(**changes).where(Appeal.number == appeal.number).execute()
+        if "status" in changes:  # reopened: the ladder starts again from the new deadline
+            appeal = Appeal.get_by_id(appeal.number)
+            schedule_steps(appeal, self.calendar, self.ladder, window_days=self.window_days,
+                           start=received)
         self._mark(row, "followup", appeal, verdict.reasons)
         record("followup", f"Дополнение к обращению № {appeal.number} от {parsed.from_addr}. "
                + " ".join(verdict.reasons), appeal=appeal.number, letter=row.id)
@@ -274,34 +310,122 @@ class Processor:
         self._queue(rendered, "followup", appeal, row)
         return "followup"
 
+    def _service_reply(self, row, parsed: ParsedLetter, verdict: Verdict) -> str:
+        Letter.update(status="processed", kind="teacher_reply", reason=" ".join(verdict.reasons)).where(
+            Letter.id == row.id).execute()
+        record("service_reply", f"{self.roster.name_of(parsed.from_addr)} ответил(а) на служебное "
+               "письмо, а не на письмо с обращением; отправлена подсказка.", letter=row.id)
+        self._notice(
+            row, None, parsed.from_addr, "command_help", "Как ответить ученику",
+            "Ваше письмо не отправлено ученику: это ответ на служебное письмо, а не на письмо с обращением.",
+            ["Чтобы ответить ученику, откройте письмо с номером обращения в теме (например, «[№ 12] 7Б, "
+             "алгебра: …») и нажмите «Ответить».", "", *HELP.splitlines()],
+        )
+        return "teacher_reply"
+
     def _teacher_reply(self, row, parsed: ParsedLetter, verdict: Verdict, received: datetime) -> str:
+        if verdict.extra.get("service_reply"):
+            return self._service_reply(row, parsed, verdict)
         appeal = Appeal.get_by_id(verdict.thread.number)
-        body = extract_reply(parsed.text, parsed.html).strip()
         self._mark(row, "teacher_reply", appeal, verdict.reasons)
-        if not body and not parsed.attachments:
-            record("reply_empty", f"Ответ по обращению № {appeal.number} от {parsed.from_addr} "
-                   "пуст (только цитата): ученику ничего не отправлено.",
-                   appeal=appeal.number, letter=row.id)
+        if verdict.extra.get("suspicious"):
+            self._to_deputy(
+                row, appeal, parsed,
+                headline=f"Подозрительное письмо по обращению № {appeal.number}: ученику не переслано.",
+                lines=[f"От: {parsed.from_addr}", f"Причина: {verdict.extra['suspicious']}.",
+                       "Если письмо настоящее, попросите назначенного учителя ответить на письмо "
+                       "службы обращений или передать ему обращение командой #передать."],
+                event="suspicious_reply",
+            )
             return "teacher_reply"
-        now = to_utc_naive(received)
-        Appeal.update(
-            status="answered",
-            answered_at=appeal.answered_at or now,
-            updated_at=utcnow(),
-        ).where(Appeal.number == appeal.number).execute()
+        local_today = received.astimezone(ZoneInfo(self.school.timezone)).date()
+        reply = parse_reply(extract_reply(parsed.text, parsed.html), local_today)
         teacher = self.roster.name_of(parsed.from_addr)
+        problems = [c.error for c in reply.commands if c.error]
+        if problems:
+            self._help_to_teacher(row, appeal, parsed, problems)
+            return "teacher_reply"
+        digest = hashlib.sha256(reply.text.encode()).hexdigest()[:16]
+        if reply.text and self._already_relayed(appeal, digest):
+            record("reply_duplicate", f"Тот же ответ {teacher} по обращению № {appeal.number} пришёл "
+                   "ещё раз: повторно ученику не отправлен.", appeal=appeal.number, letter=row.id)
+            return "teacher_reply"
+        names = {c.name for c in reply.commands}
+        consultation = next((c for c in reply.commands if c.name == "consultation"), None)
+        if "close" in names:
+            note = next(c.argument for c in reply.commands if c.name == "close")
+            self._set_status(appeal, "closed", received, answered=True)
+            record("closed", f"{teacher} закрыл(а) обращение № {appeal.number} без ответа ученику"
+                   + (f": {note}" if note else "") + ".", appeal=appeal.number, letter=row.id)
+            return "teacher_reply"
+        for command in reply.commands:
+            if command.name == "reassign":
+                self._reassign_by_mail(row, appeal, parsed, command.email)
+        if not reply.text and not parsed.attachments and consultation is None:
+            if not reply.commands:
+                record("reply_empty", f"Ответ по обращению № {appeal.number} от {parsed.from_addr} "
+                       "пуст (только цитата): ученику ничего не отправлено.",
+                       appeal=appeal.number, letter=row.id)
+            elif "wait" in names:
+                self._set_status(appeal, "waiting", received, answered=False)
+            return "teacher_reply"
+        if "reassign" in names and not reply.text and consultation is None:
+            return "teacher_reply"
+        waiting = "wait" in names
+        self._set_status(appeal, "waiting" if waiting else "answered", received, answered=True)
+        self._relay(row, appeal, parsed, teacher, reply.text, consultation, waiting)
         record("answered", f"{teacher} ответил(а) на обращение № {appeal.number}; ответ переслан "
-               f"{appeal.sender}. " + " ".join(verdict.reasons), appeal=appeal.number, letter=row.id)
+               f"{appeal.sender}." + (" Срок приостановлен: учитель ждёт ответа ученика." if waiting else "")
+               + (" Назначена консультация." if consultation else "") + " " + " ".join(verdict.reasons),
+               appeal=appeal.number, letter=row.id, text_hash=digest)
+        return "teacher_reply"
+
+    # --- teacher replies: the pieces ------------------------------------------------------
+
+    def _set_status(self, appeal: Appeal, status: str, at: datetime, *, answered: bool) -> None:
+        changes = {"status": status, "updated_at": utcnow()}
+        if answered and appeal.answered_at is None:
+            changes["answered_at"] = to_utc_naive(at)
+        if status == "closed":
+            changes["closed_at"] = to_utc_naive(at)
+        Appeal.update(**changes).where(Appeal.number == appeal.number).execute()
+        if status != "open":
+            cancel_steps(appeal.number, {"answered": "на обращение ответили",
+                                         "waiting": "учитель ждёт ответа ученика",
+                                         "closed": "обращение закрыто"}[status])
+
+    def _already_relayed(self, appeal: Appeal, digest: str) -> bool:
+        return (
+            Event.select()
+            .where((Event.appeal == appeal.number) & (Event.kind == "answered")
+                   & Event.data.contains(f'"text_hash": "{digest}"'))
+            .exists()
+        )
+
+    def _relay(self, row, appeal: Appeal, parsed: ParsedLetter, teacher: str, text: str,
+               consultation, waiting: bool) -> None:
         refs = self._thread_ids(appeal)
-        greeting = greeting_name(self.roster.name_of(appeal.sender), appeal.sender_role)
+        attachments = list(parsed.attachments)
+        consultation_ctx = None
+        if consultation is not None:
+            start = consultation.when.replace(tzinfo=ZoneInfo(self.school.timezone))
+            attachments.append(consultation_ics(
+                number=appeal.number, start=start, place=consultation.place, subject=appeal.subject,
+                teacher=teacher, organizer=self.school.address, domain=self.school.domain,
+            ))
+            consultation_ctx = {"when_text": format_local(start, self.school.timezone),
+                                "place": consultation.place}
         rendered = self.composer.build(
             "relay",
             {
                 "appeal": appeal,
                 "teacher_name": teacher,
-                "body": body or "(ответ во вложении)",
+                "body": text or ("(ответ во вложении)" if parsed.attachments else ""),
                 "attachments": [a.filename for a in parsed.attachments],
-                "greeting_name": greeting,
+                "greeting_name": greeting_name(self.roster.name_of(appeal.sender), appeal.sender_role),
+                "consultation": consultation_ctx,
+                "waiting": waiting,
+                "teacher_address": parsed.from_addr if self.school.show_teacher_address else "",
             },
             to=[appeal.sender],
             subject=reply_subject(appeal.title, appeal.number),
@@ -309,7 +433,103 @@ class Processor:
             from_name=f"{teacher} ({self.school.name})",
             in_reply_to=appeal.thread_root or (refs[-1] if refs else None),
             references=refs,
-            attachments=parsed.attachments,
+            attachments=attachments,
         )
         self._queue(rendered, "relay", appeal, row)
-        return "teacher_reply"
+
+    def _notice(self, row, appeal: Appeal | None, to: str, kind: str, subject: str, headline: str,
+                lines: list[str], body: str = "") -> None:
+        rendered = self.composer.build(
+            "notice",
+            {"recipient_name": self.roster.name_of(to), "headline": headline, "lines": lines,
+             "body": body},
+            to=[to],
+            subject=subject,
+            number=appeal.number if appeal else None,
+            reply_to=self.school.address,
+        )
+        Outgoing.create(
+            appeal=appeal.number if appeal else None, letter=row.id, kind=kind,
+            mail_from=self.school.address, recipients=json.dumps([to]),
+            message_id=rendered.message_id, raw=rendered.raw,
+        )
+
+    def _deputy(self) -> str | None:
+        deputies = self.roster.with_role("deputy") or self.roster.with_role("director")
+        return deputies[0].email if deputies else None
+
+    def _to_deputy(self, row, appeal: Appeal, parsed: ParsedLetter, *, headline: str,
+                   lines: list[str], event: str) -> None:
+        deputy = self._deputy()
+        record(event, headline + " " + " ".join(lines), appeal=appeal.number, letter=row.id)
+        if deputy:
+            self._notice(row, appeal, deputy, event, f"{appeal_tag(appeal.number)} {headline}",
+                         headline, lines, parsed.text.strip())
+
+    def _help_to_teacher(self, row, appeal: Appeal, parsed: ParsedLetter, problems: list[str]) -> None:
+        record("command_error", f"Команда в письме {parsed.from_addr} по обращению № {appeal.number} "
+               f"не выполнена: {'; '.join(problems)}. Учителю отправлена подсказка.",
+               appeal=appeal.number, letter=row.id)
+        self._notice(
+            row, appeal, parsed.from_addr, "command_help",
+            f"{appeal_tag(appeal.number)} Команда не выполнена",
+            f"Команда в вашем письме по обращению № {appeal.number} не выполнена: "
+            + "; ".join(problems) + ". Ученику ничего не отправлено.",
+            [*HELP.splitlines(), "", "Исправьте команду и ответьте ещё раз на письмо с обращением."],
+        )
+
+    def _reassign_by_mail(self, row, appeal: Appeal, parsed: ParsedLetter, email: str) -> None:
+        new = self.roster.staff_member(email)
+        if new is None:
+            self._help_to_teacher(row, appeal, parsed, [f"адрес {email} не найден среди сотрудников школы"])
+            return
+        self.reassign(appeal, email, by=parsed.from_addr, source="mail", letter=row)
+
+    def reassign(self, appeal: Appeal, email: str, *, by: str, source: str, note: str = "",
+                 letter=None) -> None:
+        """Hand an appeal to another staff member: the letter goes to them, the event log
+        says who did it."""
+        old = appeal.assignee
+        record_correction(appeal, old, email, source=source, who=by, note=note)
+        Appeal.update(assignee=email, updated_at=utcnow()).where(Appeal.number == appeal.number).execute()
+        appeal.assignee = email
+        how = {"mail": "командой в письме", "cli": "командой helpdesk appeals reassign"}.get(source, source)
+        reason = (f"Обращение передано от {self.roster.name_of(old)} к {self.roster.name_of(email)} "
+                  f"({how}, {self.roster.name_of(by)})" + (f": {note}" if note else "") + ".")
+        record("reassigned", reason, appeal=appeal.number, letter=letter.id if letter else None,
+               old=old, new=email, by=by, source=source)
+        self._forward(appeal, email, reason, letter)
+
+    def _forward(self, appeal: Appeal, email: str, reason: str, letter=None) -> None:
+        """(Re)send the appeal with its first letter to ``email``."""
+        first = (Letter.select().where((Letter.appeal == appeal.number) & (Letter.kind == "appeal"))
+                 .order_by(Letter.id).first())
+        parsed = parse_letter(bytes(first.raw)) if first else None
+        received = as_aware(appeal.received_at)
+        rendered = self.composer.build(
+            "to_assignee",
+            {
+                "appeal": appeal,
+                "assignee_name": self.roster.name_of(email),
+                "assignee_role": "",
+                "due_text": format_local(as_aware(appeal.due_at), self.school.timezone),
+                "greeting_name": "",
+                "sender_line": self._sender_line(appeal),
+                "category_name": CATEGORY_NAMES.get(appeal.category, appeal.category),
+                "received_text": format_local(received, self.school.timezone),
+                "reasons": [reason, *appeal.reason_list()],
+                "body": (parsed.text.strip() if parsed else "") or "(письмо без текста)",
+                "attachments": [a.filename for a in parsed.attachments] if parsed else [],
+                "show_teacher_address": self.school.show_teacher_address,
+            },
+            to=[email],
+            subject=f"{appeal_tag(appeal.number)} {self._topic(appeal)}: {appeal.title or 'без темы'}",
+            number=appeal.number,
+            reply_to=self.school.address,
+            attachments=parsed.attachments if parsed else (),
+        )
+        Outgoing.create(
+            appeal=appeal.number, letter=letter.id if letter else None, kind="to_assignee",
+            mail_from=self.school.address, recipients=json.dumps([email]),
+            message_id=rendered.message_id, raw=rendered.raw,
+        )

@@ -104,11 +104,20 @@ def test_two_teachers_for_one_class_and_subject_first_in_roster_order():
 
 # --------------------------------------------------------------------------- class-teacher categories
 
-@pytest.mark.parametrize("category", ["organizational", "paper_materials", "other"])
-def test_class_teacher_categories(category):
+@pytest.mark.parametrize("category, subject", [
+    ("organizational", "алгебра"),  # the subject label is still matched to the class
+    ("paper_materials", None),  # not about a subject: the label is dropped
+    ("other", None),
+])
+def test_class_teacher_categories(category, subject):
     d = route(cls_(category, "7В", "математика"), ROSTER)
     assert (d.assignee, d.triage) == (SHUBINA, False)
-    assert d.subject == "алгебра"  # the subject label is still matched to the class
+    assert d.subject == subject
+
+
+def test_technical_letter_carries_no_subject():
+    d = route(cls_("technical", "7В", "история"), ROSTER)
+    assert (d.assignee, d.subject) == (IT, None)
 
 
 def test_consultation_timetable_is_organizational_so_class_teacher():
@@ -120,10 +129,13 @@ def test_other_without_class_goes_to_deputy_without_triage():
     assert (d.assignee, d.triage) == (DEPUTY, False)
 
 
-@pytest.mark.parametrize("category", ["subject_help", "consultation", "organizational", "paper_materials"])
-def test_no_class_means_triage_to_deputy(category):
+@pytest.mark.parametrize("category, subject", [
+    ("subject_help", "русский язык"), ("consultation", "русский язык"),
+    ("organizational", "русский язык"), ("paper_materials", None),
+])
+def test_no_class_means_triage_to_deputy(category, subject):
     d = route(cls_(category, None, "русский язык", role="unknown"), ROSTER)
-    assert (d.assignee, d.triage, d.subject) == (DEPUTY, True, "русский язык")
+    assert (d.assignee, d.triage, d.subject) == (DEPUTY, True, subject)
     assert any("Класс" in r and "не определён" in r for r in d.reasons)
 
 

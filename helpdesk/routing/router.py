@@ -3,17 +3,71 @@
 Pure: no I/O. Implements the "goes to" table and the subject resolution of
 shared/spec/routing-policy.md. ``Decision.reasons`` holds only the routing
 sentences; the caller shows them after ``Classification.reasons``.
+
+Three steps, each leaving its sentence in the reasons:
+
+1. the policy table (category, class, subject -> a staff member);
+2. low confidence: when ``Classification.confidence`` is below
+   ``TRIAGE_CONFIDENCE`` the rules' answer is not trusted; the letter goes to the
+   class teacher (class known) or the deputy, who triage it (``Decision.triage``);
+3. absences: a staff member away on the routing day (``absences``, ``on``) gets
+   nothing new; the appeal goes to their substitute, else to a colleague teaching
+   the same subject in the class (groups), else to the class teacher, else to the
+   deputy (the director when the deputy is away too).
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Iterable
 
-from helpdesk.domain import Classification, Decision, Roster
+from helpdesk.domain import Absence, Classification, Decision, Roster
 from helpdesk.understand.lexicon import Lexicon, default_lexicon
 
 SUBJECT_ROUTED = frozenset({"subject_help", "consultation"})
 CLASS_TEACHER_ROUTED = frozenset({"organizational", "paper_materials"})
+# Categories whose appeal records the subject it concerns. A platform or password
+# problem, a request for paper tasks or an "other" question is not about a subject:
+# a subject named on the way ("урок по истории не грузится") stays in the reasons only.
+SUBJECT_KEPT = frozenset({"subject_help", "consultation", "organizational", "complaint"})
+
+# Confidence (0..1, see ``Classification.confidence``) below which the rules' choice
+# of a teacher is not trusted. The classifier multiplies the certainty of its parts:
+# category (0.6 when two categories tie .. 1.0), subject (0.6 guessed from Latin words,
+# 0.8 from topic words only, 0.85 from a typo, 1.0 named), sender (0.7 .. 1.0, x0.9
+# when the class comes from the text). One weak part alone stays above 0.4 (e.g. a
+# tie with a named subject: 0.6; a topic-only subject and no category cue: 0.48);
+# below it at least two parts are very weak or three are weak at once, e.g. a tie
+# with a subject guessed from Latin words (0.36), or an unknown sender's class from
+# the text with a tie and a topic-only subject (0.39). Such a letter goes to the
+# class teacher, or to the deputy when the class is unknown, marked as triage, with
+# the reason in the letter they receive. A letter the rules already send to the
+# class teacher, the deputy or the director is left as it is.
+TRIAGE_CONFIDENCE = 0.4
+
+_MONTHS_GENITIVE = ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа",
+                    "сентября", "октября", "ноября", "декабря")
+
+
+def russian_date(day: date, *, relative_to: date | None = None) -> str:
+    """«5 декабря», with the year when it is not the year of ``relative_to``."""
+    text = f"{day.day} {_MONTHS_GENITIVE[day.month - 1]}"
+    if relative_to is None or relative_to.year != day.year:
+        text += f" {day.year} г."
+    return text
+
+
+def _decimal(x: float) -> str:
+    return f"{x:.2f}".replace(".", ",")
+
+
+def initials(full_name: str) -> str:
+    """«Карпенко Дмитрий Анатольевич» -> «Карпенко Д. А.»."""
+    parts = full_name.split()
+    if len(parts) < 2 or "@" in full_name:
+        return full_name
+    return parts[0] + " " + " ".join(f"{p[0]}." for p in parts[1:3])
 
 
 def _listing(names) -> str:
@@ -116,16 +170,27 @@ class Router:
         return teachers[0], None
 
     # ------------------------------------------------------------------ entry point
-    def route(self, c: Classification) -> Decision:
+    def route(self, c: Classification, absences: Iterable[Absence] = (), on: date | None = None) -> Decision:
+        """The decision for ``c``; ``absences`` are applied for the day ``on`` (ignored without it)."""
+        d = self._by_policy(c)
+        d = self._low_confidence(c, d)
+        if on is not None:
+            away = self._away(absences, on)
+            if d.assignee in away:
+                d = self._cover(c, d, away, on)
+        return d
+
+    def _by_policy(self, c: Classification) -> Decision:
+        if c.category not in SUBJECT_KEPT and c.subject is not None:
+            c = replace(c, subject=None)
         cat = c.category
         cls = c.class_name
         if cat == "technical":
             it = self.roster.with_role("it")
             if it:
-                return Decision(it[0].email, self._subject_label(cls, c.subject), False,
+                return Decision(it[0].email, None, False,
                                 (f"Техническую проблему решает сотрудник с ролью it — {self._name(it[0].email)}.",))
-            return self._to_deputy(self._subject_label(cls, c.subject), False,
-                                   "Техническая проблема, а сотрудника с ролью it в школе нет.")
+            return self._to_deputy(None, False, "Техническая проблема, а сотрудника с ролью it в школе нет.")
         if cat == "complaint":
             return self._to_deputy(self._subject_label(cls, c.subject), False,
                                    "Жалобы рассматривает заместитель директора.")
@@ -164,6 +229,77 @@ class Router:
         return Decision(teacher, m.subject, False,
                         (*why, f"Назначено: учитель предмета «{m.subject}» в {cls} — {self._name(teacher)}."))
 
+    # ------------------------------------------------------------------ low confidence
+    def _low_confidence(self, c: Classification, d: Decision) -> Decision:
+        if c.confidence >= TRIAGE_CONFIDENCE or d.triage:
+            return d
+        class_teacher = self.roster.class_teacher(c.class_name) if c.class_name else None
+        if class_teacher:
+            target, who = class_teacher, f"классный руководитель {c.class_name}"
+        else:
+            target, who = self.deputy()
+        heads = {m.email for m in self.roster.staff if m.roles & {"deputy", "director"}}
+        if target == d.assignee or d.assignee in heads:
+            return d  # already with the people who triage
+        reason = (f"Уверенность разбора низкая ({_decimal(c.confidence)} при пороге "
+                  f"{_decimal(TRIAGE_CONFIDENCE)}), поэтому письмо не отправлено сразу тому, кого выбрали "
+                  f"правила ({self._name(d.assignee)}): сначала его посмотрит {who} — {self._name(target)} — "
+                  f"и при необходимости передаст нужному учителю.")
+        return Decision(target, d.subject, True, (*d.reasons, reason))
+
+    # ------------------------------------------------------------------ absences
+    @staticmethod
+    def _away(absences: Iterable[Absence], on: date) -> dict[str, Absence]:
+        """Who is away on ``on``: e-mail -> the absence (one with a substitute preferred)."""
+        away: dict[str, Absence] = {}
+        for a in absences:
+            if not a.covers(on):
+                continue
+            key = a.teacher.lower()
+            if key not in away or (a.substitute and not away[key].substitute):
+                away[key] = a
+        return away
+
+    def _stand_ins(self, c: Classification, d: Decision, a: Absence) -> list[tuple[str, str]]:
+        """Who may take the appeal instead of ``a.teacher``, best first: (email, to whom, dative)."""
+        out: list[tuple[str, str]] = []
+        if a.substitute:
+            out.append((a.substitute.lower(), "замещающему сотруднику"))
+        cls = c.class_name
+        if c.category == "technical":
+            out += [(m.email, "другому сотруднику с ролью it") for m in self.roster.with_role("it")]
+        elif c.category != "complaint" and cls:
+            if d.subject and not d.triage and (cls, d.subject) in self._teachers:
+                out += [(t, f"другому учителю предмета «{d.subject}» в {cls}")
+                        for t in self._teachers[(cls, d.subject)]]
+            ct = self.roster.class_teacher(cls)
+            if ct:
+                out.append((ct, f"классному руководителю {cls}"))
+        out += [(m.email, "заместителю директора") for m in self.roster.with_role("deputy")]
+        out += [(m.email, "директору") for m in self.roster.with_role("director")]
+        return out
+
+    def _cover(self, c: Classification, d: Decision, away: dict[str, Absence], on: date) -> Decision:
+        absent = d.assignee
+        a = away[absent]
+        note = f" ({a.note})" if a.note else ""
+        lead = f"{initials(self._name(absent))} отсутствует до {russian_date(a.end, relative_to=on)}{note}"
+        skipped: list[str] = []
+        for email, whom in self._stand_ins(c, d, a):
+            if email == absent:
+                continue
+            if email in away:
+                name = initials(self._name(email))
+                if name not in skipped:
+                    skipped.append(name)
+                continue
+            extra = f" ({', '.join(skipped)} тоже отсутству{'ет' if len(skipped) == 1 else 'ют'})" if skipped else ""
+            reason = f"{lead}; обращение передано {whom} — {self._name(email)}{extra}."
+            return replace(d, assignee=email, reasons=(*d.reasons, reason))
+        reason = (f"{lead}, но все, кто мог бы его заменить, тоже отсутствуют — назначение оставлено "
+                  f"без изменений.")
+        return replace(d, reasons=(*d.reasons, reason))
+
 
 # ---------------------------------------------------------------------------- module API
 
@@ -186,6 +322,17 @@ def router_for(roster: Roster, lexicon: Lexicon | None = None) -> Router:
     return r
 
 
-def route(c: Classification, roster: Roster, lexicon: Lexicon | None = None) -> Decision:
-    """Where the appeal goes and why (never an empty assignee)."""
-    return router_for(roster, lexicon).route(c)
+def route(
+    c: Classification,
+    roster: Roster,
+    lexicon: Lexicon | None = None,
+    *,
+    absences: Iterable[Absence] = (),
+    on: date | None = None,
+) -> Decision:
+    """Where the appeal goes and why (never an empty assignee).
+
+    ``absences`` (staff away, see ``helpdesk.domain.Absence``) are applied for the
+    day ``on``; without ``on`` they are not consulted.
+    """
+    return router_for(roster, lexicon).route(c, absences, on)

@@ -6,7 +6,26 @@ from ..domain import ParsedLetter
 from .models import Appeal, Letter, Outgoing
 
 
-def _info(appeal: Appeal, how: str) -> ThreadInfo:
+# Letters whose Message-ID authorises the staff member they went to to answer the
+# appeal (they carry the appeal itself); and the student-side letters of a thread.
+TOKEN_KINDS = ("to_assignee", "followup")
+STUDENT_KINDS = ("ack", "relay")
+# Service letters about many appeals or about the service itself: a reply to one of
+# them is not an answer to a student.
+SERVICE_KINDS = ("reminder", "escalation", "suspicious_reply", "teacher_away", "command_help")
+
+
+def find_service_letter(letter: ParsedLetter) -> str | None:
+    """The kind of the helpdesk's service letter (reminder, escalation, ...) this answers."""
+    ids, _ = thread_references(letter)
+    if not ids:
+        return None
+    row = (Outgoing.select(Outgoing.kind)
+           .where(Outgoing.message_id.in_(ids) & Outgoing.kind.in_(SERVICE_KINDS)).first())
+    return row.kind if row else None
+
+
+def _info(appeal: Appeal, how: str, holders: frozenset[str] = frozenset()) -> ThreadInfo:
     return ThreadInfo(
         number=appeal.number,
         sender=appeal.sender,
@@ -14,22 +33,31 @@ def _info(appeal: Appeal, how: str) -> ThreadInfo:
         assignee=appeal.assignee,
         status=appeal.status,
         how=how,
+        token_holders=holders,
     )
 
 
 def find_thread(letter: ParsedLetter) -> ThreadInfo | None:
     ids, number = thread_references(letter)
     if ids:
-        out = (
-            Outgoing.select(Outgoing.appeal)
-            .where(Outgoing.message_id.in_(ids) & Outgoing.appeal.is_null(False))
-            .first()
+        answered = list(
+            Outgoing.select(Outgoing.appeal, Outgoing.recipients, Outgoing.message_id, Outgoing.kind)
+            .where(Outgoing.message_id.in_(ids) & Outgoing.appeal.is_null(False)
+                   & Outgoing.kind.in_(TOKEN_KINDS + STUDENT_KINDS))
         )
-        if out is not None:
+        if answered:
+            # The nearest referenced letter decides the appeal (In-Reply-To comes first).
+            answered.sort(key=lambda o: ids.index(o.message_id))
+            number = answered[0].appeal_id
+            holders = frozenset(
+                r for o in answered
+                if o.appeal_id == number and o.kind in TOKEN_KINDS for r in o.recipient_list()
+            )
             return _info(
-                out.appeal,
-                f"Письмо — ответ на письмо службы обращений по обращению № {out.appeal_id} "
+                answered[0].appeal,
+                f"Письмо — ответ на письмо службы обращений по обращению № {number} "
                 "(по заголовкам In-Reply-To/References).",
+                holders,
             )
         earlier = (
             Letter.select(Letter.appeal)

@@ -17,7 +17,14 @@ from typing import Iterable, Sequence
 
 from helpdesk.domain import Classification, ParsedLetter, Roster, Student, normalize_class
 from helpdesk.understand import morph
-from helpdesk.understand.lexicon import Lexicon, Phrase, compile_phrase, default_lexicon
+from helpdesk.understand.lexicon import (
+    CUE_TYPO_MIN_LENGTH,
+    Lexicon,
+    Phrase,
+    compile_phrase,
+    default_lexicon,
+    default_nicknames,
+)
 
 # Categories that need a class to be routed (policy table).
 CLASS_DEPENDENT = frozenset({"subject_help", "consultation", "organizational", "paper_materials", "other"})
@@ -31,6 +38,7 @@ MAX_GAP = 2  # other words allowed between the words of a phrase
 FUZZY_WEIGHT = 2.5
 LATIN_WEIGHT = 1.0
 TEACHER_HINT_WEIGHT = 1.0
+FUZZY_CUE_FACTOR = 0.8  # a category cue found with a typo counts a little less
 
 _ORDINALS = {
     "первый": 1, "второй": 2, "третий": 3, "четвертый": 4, "пятый": 5, "шестой": 6,
@@ -320,6 +328,7 @@ class Classifier:
                     extra.append(p)
         self.subject_index = PhraseIndex(self.lex.subject_phrases + tuple(extra))
         self.category_index = PhraseIndex(self.lex.category_phrases)
+        self._cue_cache: dict[str, tuple[str, float] | None] = {}
         self._build_name_index()
 
     # ------------------------------------------------------------------ names
@@ -360,7 +369,7 @@ class Classifier:
             for i, tok in enumerate(toks):
                 if len(tok.norm) < 2:
                     continue
-                nk = _text_name_keys(tok.norm)
+                nk = _first_name_keys(tok, i == 0 or tok.brk)
                 hits = set().union(*(self.first_idx.get(k, ()) for k in nk)) if nk else set()
                 if allowed is not None:
                     hits &= allowed
@@ -548,13 +557,28 @@ class Classifier:
 
     def _fuzzy_subject(self, tok: Tok) -> str | None:
         w = tok.norm
-        if len(w) < 5 or not w.isalpha() or w.isascii() or morph.is_known(w):
+        if len(w) < 4 or not w.isalpha() or w.isascii() or morph.is_known(w):
             return None
         limit = 1 if len(w) < 8 else 2
         for form, subj in self.lex.spelling.items():
+            if len(w) == 4 and len(form) != 5:
+                continue  # a four-letter word only as a five-letter name missing a letter ("хмия")
             if form[0] == w[0] and _levenshtein_at_most(w, form, limit):
                 return subj
         return None
+
+    def _fuzzy_cue(self, w: str) -> tuple[str, float] | None:
+        """A long category cue word written with a typo ("консультацыю")."""
+        if len(w) < CUE_TYPO_MIN_LENGTH or not w.isalpha() or w.isascii() or morph.is_known(w):
+            return None
+        if w not in self._cue_cache:
+            if len(self._cue_cache) > 50_000:
+                self._cue_cache.clear()
+            limit = 1 if len(w) < 10 else 2
+            self._cue_cache[w] = next(
+                (hit for form, hit in self.lex.cue_spelling.items()
+                 if form[0] == w[0] and _levenshtein_at_most(w, form, limit)), None)
+        return self._cue_cache[w]
 
     def _choose_subject(self, ev: dict[str, SubjectEvidence], fields: Sequence[Field]) -> SubjectResult:
         strong = [e for e in ev.values() if e.strong > 0]
@@ -618,10 +642,19 @@ class Classifier:
         scores: dict[str, float] = {}
         quotes: dict[str, list[tuple[float, str]]] = {}
         for fld in fields:
-            for m in _once_per_phrase(self.category_index.find(fld)):
+            matches = self.category_index.find(fld)
+            for m in _once_per_phrase(matches):
                 cat = m.phrase.target
                 scores[cat] = scores.get(cat, 0.0) + m.score
                 quotes.setdefault(cat, []).append((m.score, m.quote))
+            used = {p for m in matches for p in m.positions}
+            for i, tok in enumerate(fld.toks):
+                hit = None if i in used else self._fuzzy_cue(tok.norm)
+                if hit:
+                    cat, weight = hit
+                    score = weight * fld.factor * FUZZY_CUE_FACTOR
+                    scores[cat] = scores.get(cat, 0.0) + score
+                    quotes.setdefault(cat, []).append((score, f"{tok.text} (с опечаткой)"))
         if has_subject:
             scores["subject_help"] = scores.get("subject_help", 0.0) + 1.0
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], _TIE_ORDER.index(kv[0])))
@@ -695,6 +728,29 @@ def _class_match_ok(m: re.Match) -> bool:
 @lru_cache(maxsize=50_000)
 def _text_name_keys(word: str) -> frozenset[str]:
     return morph.name_lemmas(word) | {word}
+
+
+@lru_cache(maxsize=50_000)
+def _nickname_targets(word: str) -> frozenset[str]:
+    """Full first names a short form stands for ("пете" -> {"петр"}), via names.toml."""
+    table = default_nicknames()
+    out: set[str] = set()
+    for key in _text_name_keys(word):
+        out |= table.get(key, frozenset())
+    return frozenset(out)
+
+
+def _first_name_keys(tok: Tok, sentence_start: bool) -> frozenset[str]:
+    """Keys of a word read as a first name, short forms included ("Петя" -> "петр").
+
+    A short form that is mostly an everyday word ("тема", "слава") counts only when
+    capitalised and not opening a sentence, or written with "ё" ("Тёма")."""
+    keys = _text_name_keys(tok.norm)
+    full = _nickname_targets(tok.norm)
+    if full and (morph.is_mainly_name(tok.norm)
+                 or (tok.text[:1].isupper() and (not sentence_start or "ё" in tok.text.lower()))):
+        keys = keys | full
+    return keys
 
 
 def _person_keys(name: str, tag: str) -> frozenset[str]:

@@ -113,6 +113,14 @@ def name_lemmas(word: str) -> frozenset[str]:
     return frozenset({w} | {norm(p.normal_form) for p in (tagged or parses)})
 
 
+@lru_cache(maxsize=50_000)
+def is_mainly_name(word: str) -> bool:
+    """True when pymorphy's most probable reading of ``word`` is a person's name
+    ("Петя"), False for an everyday word that can also be a name ("тема", "слава")."""
+    parses = analyzer().parse(norm(word))
+    return bool(parses) and bool(NAME_TAGS & set(parses[0].tag.grammemes))
+
+
 @lru_cache(maxsize=20_000)
 def is_feminine_name(first_name: str) -> bool | None:
     """Grammatical gender of a first name, or None if pymorphy cannot tell."""

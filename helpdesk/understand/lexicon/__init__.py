@@ -25,6 +25,11 @@ from helpdesk.understand import morph
 HERE = Path(__file__).resolve().parent
 SUBJECTS_FILE = HERE / "subjects.toml"
 CATEGORIES_FILE = HERE / "categories.toml"
+NAMES_FILE = HERE / "names.toml"
+
+# One-word category cues at least this long are also found with a typo
+# ("консультацыю"); shorter words have too many look-alikes.
+CUE_TYPO_MIN_LENGTH = 7
 
 # Weights of subject evidence by kind; topics weigh 1 per word (at most 3).
 NAME_WEIGHT = 3.0
@@ -64,6 +69,8 @@ class Lexicon:
     category_phrases: tuple[Phrase, ...]
     # single-word subject names and slang for typo tolerance: form -> subject
     spelling: Mapping[str, str] = field(default_factory=dict)
+    # long single-word category cues for typo tolerance: form -> (category, weight)
+    cue_spelling: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
     def children(self, subject: str) -> tuple[str, ...]:
         return tuple(s.name for s in self.subjects.values() if s.parent == subject)
@@ -78,21 +85,43 @@ class Lexicon:
     def canonical(self, subject_name: str) -> str | None:
         """The lexicon subject a roster subject name stands for, if any.
 
-        Tried as written, then without a trailing remark in brackets or after a
-        comma/dash ("Английский язык (1 группа)" -> "английский язык").
+        Tried as written; then a remark in brackets or after a comma/dash that names
+        a narrower subject wins ("Иностранный язык (английский)" -> "английский язык",
+        "Второй иностранный язык (немецкий)" -> "немецкий язык"); any other remark is
+        dropped ("Английский язык (1 группа)" -> "английский язык").
         """
         return self._canonical(morph.norm(subject_name).strip())
 
+    def _lookup(self, candidate: str) -> str | None:
+        for info in self.subjects.values():
+            if candidate == morph.norm(info.name):
+                return info.name
+        for info in self.subjects.values():
+            if candidate in {morph.norm(n) for n in info.names + info.slang + info.abbr}:
+                return info.name
+        return None
+
     @lru_cache(maxsize=4096)
     def _canonical(self, key: str) -> str | None:
-        for candidate in dict.fromkeys((key, re.split(r"\s*[(,]|\s+[-–—]\s+", key)[0].strip())):
-            for info in self.subjects.values():
-                if candidate == morph.norm(info.name):
-                    return info.name
-            for info in self.subjects.values():
-                if candidate in {morph.norm(n) for n in info.names + info.slang + info.abbr}:
-                    return info.name
-        return None
+        whole = self._lookup(key)
+        if whole:
+            return whole
+        parts = re.split(r"\s*[(,]|\.\s+|\s+[-–—]\s+", key, maxsplit=1)
+        head = self._lookup(parts[0].strip())
+        remark = parts[1].strip(" )") if len(parts) > 1 else ""
+        inner = self._lookup(remark) if remark else None
+        if inner and (head is None or head == inner or self._is_part_of(inner, head)):
+            return inner
+        return head
+
+    def _is_part_of(self, subject: str, wider: str) -> bool:
+        seen = set()
+        while subject and subject not in seen:
+            seen.add(subject)
+            subject = self.parent(subject)
+            if subject == wider:
+                return True
+        return False
 
 
 # --------------------------------------------------------------------------- loading
@@ -199,6 +228,7 @@ def _compile(subjects: dict[str, dict], categories: dict[str, dict]) -> Lexicon:
                         spelling.setdefault(form, name)
     cat_phrases: list[Phrase] = []
     labels: dict[str, str] = {}
+    cue_spelling: dict[str, tuple[str, float]] = {}
     for cat in CATEGORIES:
         table = categories.get(cat, {"label": cat, "cues": {}})
         labels[cat] = table["label"]
@@ -206,4 +236,25 @@ def _compile(subjects: dict[str, dict], categories: dict[str, dict]) -> Lexicon:
             p = compile_phrase(cue, cat, "cue", weight)
             if p:
                 cat_phrases.append(p)
-    return Lexicon(infos, labels, tuple(phrases), tuple(cat_phrases), spelling)
+                if len(p.keys) == 1 and len(cue) >= CUE_TYPO_MIN_LENGTH and not cue.isascii():
+                    for form in morph.forms(cue):
+                        cue_spelling.setdefault(form, (cat, float(weight)))
+    return Lexicon(infos, labels, tuple(phrases), tuple(cat_phrases), spelling, cue_spelling)
+
+
+# --------------------------------------------------------------------------- first names
+
+def load_nicknames(extra_paths: Iterable[str | Path] = ()) -> Mapping[str, frozenset[str]]:
+    """Short first-name forms -> the full names they stand for (normalised: lower
+    case, ё as е), from ``names.toml`` and the given files of the same format."""
+    out: dict[str, set[str]] = {}
+    for path in (NAMES_FILE, *extra_paths):
+        for short, full in _read(Path(path)).get("nicknames", {}).items():
+            names = [full] if isinstance(full, str) else list(full)
+            out.setdefault(morph.norm(short.strip()), set()).update(morph.norm(n.strip()) for n in names)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+@lru_cache(maxsize=1)
+def default_nicknames() -> Mapping[str, frozenset[str]]:
+    return load_nicknames()
