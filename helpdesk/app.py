@@ -34,6 +34,7 @@ def imap_settings(config: Config) -> ImapSettings:
         host=c.host, port=c.port, security=c.security,
         username=c.username or config.school.address, password=c.password,
         folder=c.folder, processed_flag=c.processed_flag, timeout=c.timeout,
+        processed_folder=c.processed_folder, quarantine_folder=c.quarantine_folder,
         ca_file=str(c.ca_file) if c.ca_file else None,
     )
 
@@ -94,4 +95,5 @@ def processor(config: Config) -> Processor:
         window_days=config.sla.window_days,
         absences_now=partial(absences_now, config),
         ladder=ladder_from_config(config),
+        ack_limit=config.outbox.ack_limit_per_hour,
     )

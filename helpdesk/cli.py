@@ -146,6 +146,16 @@ def cmd_check(args) -> int:
 # --- run ---------------------------------------------------------------------------------
 
 
+def _school_time(text: str, tz: str) -> datetime:
+    """An ISO date-time; without an offset it is the school's local time."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"not a date and time: {text!r} (use e.g. 2026-12-01T15:00 or "
+                       "'2026-12-01 15:00+03:00')") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
+
+
 def cmd_run(args) -> int:
     from .daemon import STAGES, Daemon
 
@@ -155,7 +165,12 @@ def cmd_run(args) -> int:
     if unknown:
         raise CliError(f"--only: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
     _db(config)
-    daemon = Daemon(config, only)
+    now = None
+    if args.now:
+        if not args.once:
+            raise CliError("--now goes with --once (a fixed clock for checking reminders by hand)")
+        now = _school_time(args.now, app.tz_name(config))
+    daemon = Daemon(config, only, now=now)
     if args.once:
         result = daemon.run_once()
         print(result.summary())
@@ -385,14 +400,11 @@ def cmd_calendar(args) -> int:
 
 def cmd_deadline(args) -> int:
     calendar = _calendar(args)
-    try:
-        received = datetime.fromisoformat(args.datetime)
-    except ValueError:
-        raise CliError(f"not a date and time: {args.datetime!r} (use e.g. 2026-12-01T15:00 or '2026-12-01 15:00+03:00')")
-    deadline = calendar.deadline(received)
     tz = calendar.hours.timezone
+    received = _school_time(args.datetime, tz)
+    deadline = calendar.deadline(received)
     row = {
-        "received": (received if received.tzinfo else received.replace(tzinfo=ZoneInfo(tz))).isoformat(),
+        "received": received.isoformat(),
         "due": deadline.due.astimezone(ZoneInfo(tz)).isoformat(),
         "reasons": list(deadline.reasons),
     }
@@ -432,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the daemon until SIGTERM")
     p.add_argument("--once", action="store_true", help="process everything pending, then exit")
-    p.add_argument("--only", help="comma-separated stages: ingest,process,outbox")
+    p.add_argument("--only", help="comma-separated stages: ingest,process,sla,outbox")
+    p.add_argument("--now", help="with --once: the time the SLA stage takes as now (ISO; school time "
+                   "without an offset)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explain", help="say what the daemon would do with letters (no side effects)")

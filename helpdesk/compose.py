@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from .domain import Attachment
+from .sla.calendar import MONTHS_GENITIVE, WEEKDAY_NAMES
 
 CATEGORY_NAMES = {
     "subject_help": "помощь по предмету",
@@ -43,11 +44,6 @@ ROLE_NAMES = {
     "unknown": "отправитель не из списков школы",
 }
 
-_WEEKDAYS = ("понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье")
-_MONTHS_GEN = (
-    "января", "февраля", "марта", "апреля", "мая", "июня",
-    "июля", "августа", "сентября", "октября", "ноября", "декабря",
-)
 
 TAG_RE = re.compile(r"\[\s*(?:№|N|No\.?|#)\s*(\d+)\s*\]", re.I)
 
@@ -66,7 +62,7 @@ def format_local(moment: datetime, tz: str) -> str:
     """'среда, 10 декабря 2026, 15:00' in the school's time zone."""
     local = moment.astimezone(ZoneInfo(tz))
     return (
-        f"{_WEEKDAYS[local.weekday()]}, {local.day} {_MONTHS_GEN[local.month - 1]} "
+        f"{WEEKDAY_NAMES[local.weekday()]}, {local.day} {MONTHS_GENITIVE[local.month - 1]} "
         f"{local.year}, {local:%H:%M}"
     )
 
@@ -86,8 +82,18 @@ def reply_subject(title: str, number: int) -> str:
     """'Re: <original> [№ N]' without piling up Re: and tags."""
     base = TAG_RE.sub("", title or "").strip()
     base = re.sub(r"^((re|fwd?|ответ|отв|пересл)\s*(\[\d+\])?\s*:\s*)+", "", base, flags=re.I)
-    base = base.strip() or "Ваше обращение"
+    base = short_title(base) or "Ваше обращение"
     return f"Re: {base} {appeal_tag(number)}"
+
+
+def short_title(title: str, limit: int = 150) -> str:
+    """A subject line short enough that the appeal tag after it survives every client
+    (and header folding stays cheap): cut at a word boundary, with an ellipsis."""
+    title = " ".join((title or "").split())
+    if len(title) <= limit:
+        return title
+    cut = title[:limit].rsplit(" ", 1)[0] or title[:limit]
+    return cut + "…"
 
 
 @dataclass(frozen=True)

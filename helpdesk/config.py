@@ -77,6 +77,8 @@ class ImapConfig(MailServerConfig):
     idle: bool = True
     poll_interval: float = 60.0  # with IDLE on: longest wait before checking anyway
     processed_flag: str = "\\Seen"  # set on a letter once it is stored; "" = none
+    processed_folder: str = ""  # dealt-with letters are moved here; "" = they stay
+    quarantine_folder: str = "Quarantine"  # letters that could not be processed; "" = stay
 
 
 @dataclass(frozen=True)
@@ -121,12 +123,14 @@ class SlaConfig:
 @dataclass(frozen=True)
 class DaemonConfig:
     interval: float = 60.0  # seconds between cycles when IDLE is off
+    letter_timeout: float = 300.0  # one letter processed longer than this: restart
 
 
 @dataclass(frozen=True)
 class OutboxConfig:
     max_attempts: int = 8
     retry_base: float = 30.0  # seconds before the first retry
+    ack_limit_per_hour: int = 10  # acknowledgements to one address per hour; 0 = no limit
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,10 @@ def _build(file: Path, data: dict[str, Any]) -> Config:
         database=database,
         hours=_hours(tables["hours"]),
         sla=_sla(tables["sla"]),
-        daemon=DaemonConfig(interval=tables["daemon"].number("interval", 60.0, positive=True)),
+        daemon=DaemonConfig(
+            interval=tables["daemon"].number("interval", 60.0, positive=True),
+            letter_timeout=tables["daemon"].number("letter_timeout", 300.0, positive=True),
+        ),
         outbox=_outbox(tables["outbox"]),
         paths=_paths(tables["paths"], base, database),
     )
@@ -398,6 +405,8 @@ def _imap(t: _Table, base: Path) -> ImapConfig:
         idle=t.flag("idle", True),
         poll_interval=t.number("poll_interval", 60.0, positive=True),
         processed_flag=t.text("processed_flag", "\\Seen"),
+        processed_folder=t.text("processed_folder", ""),
+        quarantine_folder=t.text("quarantine_folder", "Quarantine"),
     )
 
 
@@ -451,6 +460,7 @@ def _outbox(t: _Table) -> OutboxConfig:
     return OutboxConfig(
         max_attempts=t.integer("max_attempts", 8, low=1),
         retry_base=t.number("retry_base", 30.0, positive=True),
+        ack_limit_per_hour=t.integer("ack_limit_per_hour", 10, low=0),
     )
 
 
@@ -558,6 +568,12 @@ timeout = 30
 # The flag set on a letter once helpdesk has stored it ("" for none). Letters are
 # read without marking them, so the flag shows exactly what was taken in.
 processed_flag = "\\\\Seen"
+# Move letters out of the folder once dealt with (processed, ignored, duplicates);
+# "" leaves them where they are. Nothing is ever deleted.
+processed_folder = ""
+# Letters that could not be processed are moved here (created if missing), with
+# the reason in `helpdesk letters list --status quarantined`; "" leaves them.
+quarantine_folder = "Quarantine"
 
 [smtp]
 # The server helpdesk sends its letters through, as the school address.
@@ -626,12 +642,18 @@ escalation_copy = ["assignee"]
 [daemon]
 # Seconds between processing cycles when IDLE is off or the server lacks it.
 interval = 60
+# A letter whose processing takes longer than this many seconds means something
+# hangs: the daemon restarts itself; after three tries the letter is quarantined.
+letter_timeout = 300
 
 [outbox]
 # How many times a letter is tried before it is given up as undeliverable.
 max_attempts = 8
 # Seconds before the first retry; later waits grow exponentially.
 retry_base = 30
+# At most this many acknowledgements to one address per hour (ends mail loops with
+# auto-responders that escape detection); 0 = no limit. Appeals are still registered.
+ack_limit_per_hour = 10
 
 [paths]
 # Letter templates (default: the templates that come with helpdesk).

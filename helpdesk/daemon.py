@@ -1,26 +1,141 @@
-"""The long-running worker: ingest -> process -> outbox, then wait for mail.
+"""The long-running worker: ingest -> process -> tidy -> outbox, then wait for mail.
 
 Each stage is a runner over database rows, so the order of a cycle is also the
 crash-recovery order: whatever a killed process left half-way is picked up by
-the next cycle. SIGTERM/SIGINT mean "finish the item in hand, then exit 0".
+the next cycle. SIGTERM/SIGINT mean "finish the item in hand, then exit 0":
+every stage looks at the stop flag between two items.
+
+The IMAP server, the SMTP server and the database can each go away. A failure
+opens an *outage* of that service: one warning line, then quiet retries with
+exponential backoff and jitter while the other stages go on where they can,
+and one line when it works again, saying how long it was down.
 """
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterator
+
+import peewee
 
 from . import app
 from .config import Config
-from .ingest.imap import Mailbox, MailboxError
+from .ingest.imap import CONNECTION_ERRORS, Mailbox
 from .ingest.runner import ingest
+from .ingest.tidy import tidy
 from .outbox.sender import drain, recover_in_flight
+from .sla.sweep import sweep
+from .store.models import Letter, Outgoing, as_aware, database, utcnow
 
 log = logging.getLogger("helpdesk.daemon")
 
-STAGES = ("ingest", "process", "outbox")
+STAGES = ("ingest", "process", "sla", "outbox")
+DATABASE_ERRORS = (peewee.PeeweeException,)
+
+
+class Outage:
+    """The health of one service: backoff while it is down, one log line each way."""
+
+    def __init__(self, name: str, base: float = 1.0, cap: float = 60.0) -> None:
+        self.name = name
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+        self.since: float | None = None  # time.monotonic() of the first failure
+        self.retry_at = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.failures > 0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.retry_at
+
+    def delay(self) -> float:
+        """Exponential backoff with jitter: about base, 2*base, 4*base, ... up to cap."""
+        raw = min(self.cap, self.base * 2 ** min(self.failures - 1, 30))
+        return raw * random.uniform(0.5, 1.0)
+
+    def failed(self, error: str, exc: BaseException | None = None) -> None:
+        """Record a failed attempt; ``exc`` (an unexpected error) is logged with its
+        traceback once per outage."""
+        now = time.monotonic()
+        if not self.failures:
+            self.since = now
+            log.warning("%s unavailable: %s; retrying with backoff", self.name, error,
+                        exc_info=exc)
+        else:
+            log.debug("%s still unavailable (attempt %d): %s", self.name, self.failures + 1, error)
+        self.failures += 1
+        self.retry_at = now + self.delay()
+
+    def recovered(self) -> float | None:
+        """Record a success; returns how long the outage lasted (None if there was none)."""
+        if not self.failures:
+            return None
+        lasted = time.monotonic() - (self.since or time.monotonic())
+        log.warning("%s available again after %.1f s (%d failed attempt(s))",
+                    self.name, lasted, self.failures)
+        self.failures, self.since, self.retry_at = 0, None, 0.0
+        return lasted
+
+
+class Watchdog:
+    """Notices a letter whose processing does not end (a pathological letter in a
+    slow parser or regular expression): after ``timeout`` seconds it calls
+    ``on_hang(letter_id)``, from its own thread, once per letter."""
+
+    def __init__(self, timeout: float, on_hang: Callable[[int], None]) -> None:
+        self.timeout = timeout
+        self.on_hang = on_hang
+        self._current: tuple[int, float] | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="helpdesk-watchdog", daemon=True)
+
+    def start(self) -> "Watchdog":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    @contextmanager
+    def watching(self, letter_id: int) -> Iterator[None]:
+        self._current = (letter_id, time.monotonic())
+        try:
+            yield
+        finally:
+            self._current = None
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(min(1.0, self.timeout / 4)):
+            current = self._current
+            if current is not None and time.monotonic() - current[1] > self.timeout:
+                self._current = None
+                self.on_hang(current[0])
+
+
+def restart_process(letter_id: int) -> None:
+    """The watchdog's remedy in the real daemon: start afresh (same pid, same
+    command line). The letter's attempt was counted before its processing began,
+    so after a few such restarts the process stage quarantines it instead."""
+    log.error("letter %s has been in processing for too long (a pathological letter?): "
+              "helpdesk restarts itself to get past it", letter_id)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def _report_hang(letter_id: int) -> None:
+    log.error("letter %s has been in processing for too long (a pathological letter?)", letter_id)
 
 
 @dataclass
@@ -28,27 +143,224 @@ class CycleResult:
     fetched: int = 0
     duplicates: int = 0
     processed: dict[str, int] = field(default_factory=dict)
+    moved: int = 0
+    sla_letters: int = 0
     sent: int = 0
     retried: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    more: bool = False  # a stage used up its time slice with work left: no waiting
+
+    def merge(self, other: "CycleResult") -> None:
+        self.fetched += other.fetched
+        self.duplicates += other.duplicates
+        for kind, n in other.processed.items():
+            self.processed[kind] = self.processed.get(kind, 0) + n
+        self.moved += other.moved
+        self.sla_letters += other.sla_letters
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.errors += other.errors
+        self.more = other.more
 
     def summary(self) -> str:
         done = ", ".join(f"{k}: {v}" for k, v in sorted(self.processed.items())) or "nothing"
+        moved = f"; moved {self.moved} letter(s) out of the inbox" if self.moved else ""
+        moved += f"; {self.sla_letters} reminder/escalation letter(s)" if self.sla_letters else ""
         return (
             f"fetched {self.fetched} new letter(s) ({self.duplicates} duplicate(s)); "
-            f"processed {done}; sent {self.sent}, retry later {self.retried}, failed {self.failed}"
+            f"processed {done}{moved}; sent {self.sent}, retry later {self.retried}, "
+            f"failed {self.failed}"
         )
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.fetched or self.processed or self.moved or self.sla_letters
+                    or self.sent or self.failed)
 
 
 class Daemon:
-    def __init__(self, config: Config, only: tuple[str, ...] = STAGES) -> None:
+    # Longest run of one stage before the others get their turn: with a backlog,
+    # the first acknowledgements go out while later letters are still processed.
+    slice_seconds = 2.0
+    # One letter processed for longer than this means something hangs (see Watchdog).
+    letter_timeout = 300.0
+
+    def __init__(self, config: Config, only: tuple[str, ...] = STAGES,
+                 now: datetime | None = None) -> None:
         self.config = config
+        self.now = now  # a fixed clock for the SLA stage (``run --once --now``); None = real time
         self.only = only
         self.stopping = False
         self.mailbox: Mailbox | None = None
+        c = config
+        self.imap = Outage(f"IMAP server {c.imap.host}:{c.imap.port}")
+        self.smtp = Outage(f"SMTP server {c.smtp.host}:{c.smtp.port}")
+        self.db = Outage("database")
+        self.processing = Outage("letter processing")  # a bug escaping the pipeline
+        self.letter_timeout = config.daemon.letter_timeout
+        self.on_hang: Callable[[int], None] | None = None  # default: see run_forever
+        self._watchdog: Watchdog | None = None
+        self._processor = None
+        self._roster = None
+
+    def _outages(self) -> tuple[Outage, ...]:
+        return (self.imap, self.smtp, self.db, self.processing)
+
+    def _should_stop(self) -> bool:
+        return self.stopping
 
     # --- one cycle ------------------------------------------------------------
+
+    def cycle(self) -> CycleResult:
+        result = CycleResult()
+        if not self.db.due():
+            return result
+        try:
+            if "ingest" in self.only:
+                self._ingest(result)
+            if "process" in self.only:
+                self._process(result)
+            if "ingest" in self.only:
+                self._tidy(result)
+            if "sla" in self.only:
+                self._sla(result)
+            if "outbox" in self.only:
+                self._send(result)
+        except DATABASE_ERRORS as exc:
+            result.errors.append(f"database: {exc}")
+            self.db.failed(_describe(exc))
+            _reconnect_database()
+        else:
+            self.db.recovered()
+        return result
+
+    def _ingest(self, result: CycleResult) -> None:
+        if self.stopping or not self.imap.due():
+            return
+        try:
+            mailbox = self._ensure_mailbox()
+            mailbox.refresh()
+            got = ingest(mailbox, should_stop=self._should_stop)
+        except DATABASE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is an outage, not a crash
+            self._imap_failed(exc, result)
+            return
+        self.imap.recovered()
+        result.fetched, result.duplicates = got.stored, got.duplicates
+
+    def _tidy(self, result: CycleResult) -> None:
+        if self.stopping or self.mailbox is None or self.imap.down:
+            return
+        try:
+            moved = tidy(self.mailbox)
+        except DATABASE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self._imap_failed(exc, result)
+            return
+        result.moved = moved.quarantined + moved.processed
+
+    def _imap_failed(self, exc: BaseException, result: CycleResult) -> None:
+        expected = isinstance(exc, CONNECTION_ERRORS)
+        result.errors.append(f"ingest: {_describe(exc)}")
+        self.imap.failed(_describe(exc), None if expected else exc)
+        if self.mailbox is not None:
+            self.mailbox.abandon()
+            self.mailbox = None
+
+    def _process(self, result: CycleResult) -> None:
+        if self.stopping or not self.processing.due():
+            return
+        pending = [i for (i,) in Letter.select(Letter.id).where(Letter.status == "new")
+                   .order_by(Letter.id).tuples()]
+        if not pending:
+            return
+        processor = self._current_processor()
+        deadline = time.monotonic() + self.slice_seconds
+        for letter_id in pending:
+            if self.stopping:
+                return
+            if time.monotonic() > deadline:
+                result.more = True
+                return
+            try:
+                with self._watching(letter_id):
+                    outcome = processor.process_one(letter_id)
+            except DATABASE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug: traceback once, then back off
+                result.errors.append(f"process: {_describe(exc)}")
+                self.processing.failed(f"letter {letter_id}: {_describe(exc)}", exc)
+                return
+            self.processing.recovered()
+            result.processed[outcome] = result.processed.get(outcome, 0) + 1
+
+    def _sla(self, result: CycleResult) -> None:
+        """Reminders and escalations that are due (cheap when nothing is: one indexed query)."""
+        if self.stopping:
+            return
+        try:
+            swept = sweep(self.config, self.now)
+        except DATABASE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: traceback once, then back off
+            result.errors.append(f"sla: {_describe(exc)}")
+            self.processing.failed(f"SLA sweep: {_describe(exc)}", exc)
+            return
+        if swept.letters:
+            log.info(swept.summary())
+            result.sla_letters += len(swept.letters)
+
+    def _watching(self, letter_id: int):
+        return self._watchdog.watching(letter_id) if self._watchdog else nullcontext()
+
+    def _current_processor(self):
+        """The processor, rebuilt only when the roster changed (building one
+        prepares the classifier for the roster, which takes a while)."""
+        from .roster.store import load_roster
+
+        roster = load_roster()
+        if self._processor is None or roster != self._roster:
+            self._processor = app.processor(self.config)
+            self._roster = roster
+        return self._processor
+
+    def _prepare(self) -> None:
+        """Build the processor and its classifier now, so the first letter after a
+        start is acknowledged as fast as any other."""
+        try:
+            from .understand.classify import classifier_for
+
+            classifier_for(self._current_processor().roster)
+        except Exception as exc:  # noqa: BLE001 - only an optimisation; the cycle reports real trouble
+            log.debug("could not prepare the processor in advance: %s", exc)
+
+    def _send(self, result: CycleResult) -> None:
+        if self.stopping or not self.smtp.due():
+            return
+        deadline = time.monotonic() + self.slice_seconds
+        try:
+            sent = drain(app.smtp_settings(self.config), app.retry_policy(self.config),
+                         should_stop=lambda: self.stopping or time.monotonic() > deadline)
+        except DATABASE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: traceback once, then back off
+            result.errors.append(f"outbox: {_describe(exc)}")
+            self.smtp.failed(_describe(exc), exc)
+            return
+        result.sent, result.retried, result.failed = sent.sent, sent.retried, sent.failed
+        result.errors += sent.errors
+        result.more = result.more or (sent.stopped and not self.stopping)
+        if sent.unreachable:
+            result.errors.append(f"outbox: {sent.unreachable}")
+            self.smtp.failed(sent.unreachable)
+        elif sent.sent or sent.retried or sent.failed:
+            self.smtp.recovered()
+
+    # --- the mailbox connection -------------------------------------------------
 
     def _ensure_mailbox(self) -> Mailbox:
         if self.mailbox is None:
@@ -62,35 +374,17 @@ class Daemon:
             self.mailbox.close()
             self.mailbox = None
 
-    def cycle(self) -> CycleResult:
-        result = CycleResult()
-        if "ingest" in self.only:
-            try:
-                mailbox = self._ensure_mailbox()
-                mailbox.refresh()
-                got = ingest(mailbox)
-                result.fetched, result.duplicates = got.stored, got.duplicates
-            except (MailboxError, OSError, Exception) as exc:  # noqa: BLE001 - logged, retried
-                if not isinstance(exc, (MailboxError, OSError)):
-                    log.exception("ingest failed")
-                result.errors.append(f"ingest: {exc}")
-                self._drop_mailbox()
-        if "process" in self.only and not self.stopping:
-            processed = app.processor(self.config).process_pending()
-            result.processed = processed.counts
-        if "outbox" in self.only and not self.stopping:
-            sent = drain(app.smtp_settings(self.config), app.retry_policy(self.config))
-            result.sent, result.retried, result.failed = sent.sent, sent.retried, sent.failed
-            result.errors += sent.errors
-        return result
-
     # --- modes ------------------------------------------------------------------
 
     def run_once(self) -> CycleResult:
         """Process everything pending now and return (``helpdesk run --once``)."""
         recover_in_flight()
+        total = CycleResult()
         try:
-            return self.cycle()
+            while True:
+                total.merge(self.cycle())
+                if not total.more or self.stopping:
+                    return total
         finally:
             self._drop_mailbox()
 
@@ -100,43 +394,85 @@ class Daemon:
         self.stopping = True
 
     def run_forever(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
         recovered = recover_in_flight()
         if recovered:
-            log.info("%d letter(s) left in flight by the last run requeued", recovered)
-        failures = 0
+            log.warning("%d letter(s) left in flight by the last run requeued "
+                        "(each may reach its recipient twice)", recovered)
+        self._prepare()
+        main = threading.current_thread() is threading.main_thread()
+        on_hang = self.on_hang or (restart_process if main else _report_hang)
+        self._watchdog = Watchdog(self.letter_timeout, on_hang).start()
         log.info("helpdesk running for %s", self.config.school.address)
-        while not self.stopping:
-            result = self.cycle()
-            if result.fetched or result.processed or result.sent or result.failed:
-                log.info(result.summary())
-            failures = failures + 1 if any(e.startswith("ingest") for e in result.errors) else 0
-            if failures:
-                # One clear line per outage, exponential backoff with jitter.
-                delay = min(300.0, 2.0 ** min(failures, 8)) * random.uniform(0.5, 1.0)
-                if failures == 1:
-                    log.warning("mailbox unavailable (%s); retrying with backoff", result.errors[0])
-                self._sleep(delay)
-                continue
-            self._wait_for_work()
-        self._drop_mailbox()
+        try:
+            while not self.stopping:
+                result = self.cycle()
+                if result.busy:
+                    log.info(result.summary())
+                if not self.stopping and not result.more:
+                    self._wait_for_work()
+        finally:
+            self._watchdog.stop()
+            self._drop_mailbox()
         log.info("helpdesk stopped")
 
+    # --- waiting ----------------------------------------------------------------
+
+    def _idle_usable(self) -> bool:
+        mailbox = self.mailbox
+        return ("ingest" in self.only and self.config.imap.idle and mailbox is not None
+                and not self.imap.down and mailbox.has(b"IDLE"))
+
+    def _wait_seconds(self, idle: bool) -> float:
+        """Until the next thing is due: new mail (poll), a retry, a queued letter."""
+        limits = [self.config.imap.poll_interval if idle else self.config.daemon.interval]
+        now = time.monotonic()
+        limits += [o.retry_at - now for o in self._outages() if o.down]
+        if "outbox" in self.only and not (self.smtp.down or self.db.down):
+            limits.append(_next_letter_due())
+        return max(0.0, min(limits))
+
     def _wait_for_work(self) -> None:
-        interval = self.config.imap.poll_interval if self.config.imap.idle else self.config.daemon.interval
-        if "ingest" in self.only and self.config.imap.idle and self.mailbox is not None:
-            try:
-                # IDLE must be re-issued before the server's 29-minute limit.
-                self.mailbox.wait(min(interval, 25 * 60), lambda: self.stopping)
+        try:
+            idle = self._idle_usable()
+            seconds = self._wait_seconds(idle)
+            if idle and seconds > 0:
+                assert self.mailbox is not None
+                self.mailbox.wait(seconds, self._should_stop)
                 return
-            except Exception as exc:  # noqa: BLE001 - the connection broke; next cycle reconnects
-                log.warning("IDLE interrupted: %s", exc)
-                self._drop_mailbox()
-                return
-        self._sleep(interval)
+        except DATABASE_ERRORS:
+            seconds = self.config.daemon.interval
+        except Exception as exc:  # noqa: BLE001 - the connection broke while waiting
+            self._imap_failed(exc, CycleResult())
+            return
+        self._sleep(seconds)
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
-            time.sleep(min(0.5, deadline - time.monotonic()))
+            time.sleep(min(0.2, deadline - time.monotonic()))
+
+
+def _next_letter_due() -> float:
+    """Seconds until the earliest queued letter may be tried (a large number if none)."""
+    row = (Outgoing.select(Outgoing.next_attempt_at).where(Outgoing.status == "queued")
+           .order_by(Outgoing.next_attempt_at).first())
+    if row is None:
+        return 24 * 3600.0
+    due = as_aware(row.next_attempt_at)
+    return max(0.0, (due.replace(tzinfo=None) - utcnow()).total_seconds())
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _reconnect_database() -> None:
+    """Drop a broken database connection; the next query opens a new one."""
+    try:
+        database.close()
+    except Exception:  # noqa: BLE001 - it is broken already
+        pass

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from .compose import (
@@ -23,6 +23,7 @@ from .compose import (
     format_local,
     greeting_name,
     reply_subject,
+    short_title,
 )
 from .decide import Verdict, decide
 from .domain import ParsedLetter, Roster
@@ -73,8 +74,10 @@ class Processor:
         today=None,
         absences_now=None,
         ladder: Ladder = DEFAULT_LADDER,
+        ack_limit: int = 10,
     ) -> None:
         self.roster = roster
+        self.ack_limit = ack_limit  # acknowledgements per address per hour; 0 = no limit
         self.ladder = ladder
         self.composer = composer
         self.calendar = calendar
@@ -161,10 +164,10 @@ class Processor:
             status="processed", kind=kind, appeal=appeal.number, reason=" ".join(reasons)
         ).where(Letter.id == row.id).execute()
 
-    def _queue(self, rendered, kind: str, appeal: Appeal, row: Letter) -> Outgoing:
+    def _queue(self, rendered, kind: str, appeal: Appeal | None, row: Letter | None) -> Outgoing:
         return Outgoing.create(
-            appeal=appeal.number,
-            letter=row.id,
+            appeal=appeal.number if appeal else None,
+            letter=row.id if row else None,
             kind=kind,
             mail_from=self.school.address,
             recipients=json.dumps(list(rendered.recipients)),
@@ -229,36 +232,34 @@ class Processor:
             "due_text": due_text,
             "greeting_name": greeting,
         }
-        ack = self.composer.build(
-            "ack", context,
-            to=[parsed.from_addr],
-            subject=reply_subject(parsed.subject, appeal.number),
-            number=appeal.number,
-            in_reply_to=parsed.message_id,
-            references=list(parsed.references) + [parsed.message_id or ""],
-        )
-        self._queue(ack, "ack", appeal, row)
-        names = [a.filename for a in parsed.attachments]
-        to_assignee = self.composer.build(
-            "to_assignee",
-            {
-                **context,
-                "sender_line": self._sender_line(appeal),
-                "category_name": CATEGORY_NAMES.get(c.category, c.category),
-                "received_text": format_local(received, self.school.timezone),
-                "reasons": reasons,
-                "body": parsed.text.strip() or "(письмо без текста)",
-                "attachments": names,
-                "show_teacher_address": self.school.show_teacher_address,
-            },
-            to=[d.assignee],
-            subject=f"{appeal_tag(appeal.number)} {self._topic(appeal)}: {parsed.subject or 'без темы'}",
-            number=appeal.number,
-            reply_to=self.school.address,
-            attachments=parsed.attachments,
-        )
-        self._queue(to_assignee, "to_assignee", appeal, row)
+        if not self._ack_allowed(parsed.from_addr):
+            record("ack_limited",
+                   f"Подтверждение для {parsed.from_addr} не отправлено: за последний час этому адресу "
+                   f"уже отправлено {self.ack_limit} подтверждений (защита от почтовых петель). "
+                   "Обращение зарегистрировано и передано исполнителю.",
+                   appeal=appeal.number, letter=row.id)
+        else:
+            self._queue(self.composer.build(
+                "ack", context,
+                to=[parsed.from_addr],
+                subject=reply_subject(parsed.subject, appeal.number),
+                number=appeal.number,
+                in_reply_to=parsed.message_id,
+                references=list(parsed.references) + [parsed.message_id or ""],
+            ), "ack", appeal, row)
+        self._send_to_assignee(appeal, d.assignee, reasons, parsed, row)
         return "appeal"
+
+    def _ack_allowed(self, address: str) -> bool:
+        """Loop guard: at most ``ack_limit`` acknowledgements to one address per hour."""
+        if not self.ack_limit:
+            return True
+        since = utcnow() - timedelta(hours=1)
+        sent = (Outgoing.select()
+                .where((Outgoing.kind == "ack") & (Outgoing.created_at >= since)
+                       & (Outgoing.recipients == json.dumps([address])))
+                .count())
+        return sent < self.ack_limit
 
     def _topic(self, appeal: Appeal) -> str:
         parts = [p for p in (appeal.class_name, appeal.subject) if p]
@@ -448,11 +449,7 @@ class Processor:
             number=appeal.number if appeal else None,
             reply_to=self.school.address,
         )
-        Outgoing.create(
-            appeal=appeal.number if appeal else None, letter=row.id, kind=kind,
-            mail_from=self.school.address, recipients=json.dumps([to]),
-            message_id=rendered.message_id, raw=rendered.raw,
-        )
+        self._queue(rendered, kind, appeal, row)
 
     def _deputy(self) -> str | None:
         deputies = self.roster.with_role("deputy") or self.roster.with_role("director")
@@ -505,31 +502,33 @@ class Processor:
         first = (Letter.select().where((Letter.appeal == appeal.number) & (Letter.kind == "appeal"))
                  .order_by(Letter.id).first())
         parsed = parse_letter(bytes(first.raw)) if first else None
-        received = as_aware(appeal.received_at)
+        self._send_to_assignee(appeal, email, [reason, *appeal.reason_list()], parsed, letter)
+
+    def _send_to_assignee(self, appeal: Appeal, email: str, reasons: list[str],
+                          parsed: ParsedLetter | None, letter) -> None:
+        """The appeal letter to its (new) assignee: who wrote, why it is theirs, the letter."""
+        member = self.roster.staff_member(email)
+        roles = sorted(member.roles) if member else []
         rendered = self.composer.build(
             "to_assignee",
             {
                 "appeal": appeal,
                 "assignee_name": self.roster.name_of(email),
-                "assignee_role": "",
+                "assignee_role": ", ".join(ROLE_NAMES[r] for r in roles if r != "teacher" and r in ROLE_NAMES),
                 "due_text": format_local(as_aware(appeal.due_at), self.school.timezone),
-                "greeting_name": "",
                 "sender_line": self._sender_line(appeal),
                 "category_name": CATEGORY_NAMES.get(appeal.category, appeal.category),
-                "received_text": format_local(received, self.school.timezone),
-                "reasons": [reason, *appeal.reason_list()],
+                "received_text": format_local(as_aware(appeal.received_at), self.school.timezone),
+                "reasons": reasons,
                 "body": (parsed.text.strip() if parsed else "") or "(письмо без текста)",
                 "attachments": [a.filename for a in parsed.attachments] if parsed else [],
                 "show_teacher_address": self.school.show_teacher_address,
             },
             to=[email],
-            subject=f"{appeal_tag(appeal.number)} {self._topic(appeal)}: {appeal.title or 'без темы'}",
+            subject=f"{appeal_tag(appeal.number)} {self._topic(appeal)}: "
+                    f"{short_title(appeal.title) or 'без темы'}",
             number=appeal.number,
             reply_to=self.school.address,
             attachments=parsed.attachments if parsed else (),
         )
-        Outgoing.create(
-            appeal=appeal.number, letter=letter.id if letter else None, kind="to_assignee",
-            mail_from=self.school.address, recipients=json.dumps([email]),
-            message_id=rendered.message_id, raw=rendered.raw,
-        )
+        self._queue(rendered, "to_assignee", appeal, letter)

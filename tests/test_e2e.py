@@ -196,3 +196,18 @@ def test_corpus_letters_through_the_stack(helpdesk_config, stack, capsys):
     assert len(appeals) == expected
     kinds = sorted(l["kind"] for l in letters)
     assert kinds == sorted(c["kind"] for c in cases)
+
+
+def test_acknowledgements_are_limited_per_sender_per_hour(tmp_path, stack, db_url, capsys):
+    """A loop with a responder that escapes detection ends: appeals are still registered,
+    but the sender gets at most ack_limit_per_hour acknowledgements."""
+    from tests.conftest import ROSTER, write_config
+
+    config = write_config(tmp_path, stack, db_url, outbox__ack_limit_per_hour="2")
+    assert main(["--config", str(config), "roster", "import", str(ROSTER)]) == 0
+    for n in range(4):
+        stack.send(letter("stranger@mail.test", f"вопрос {n}", f"Где расписание 7В? Письмо {n}."),
+                   "stranger@mail.test", [SCHOOL])
+    run_once(config)
+    assert len(cli_json(config, "appeals", "list", capsys=capsys)) == 4
+    assert len(stack.messages("stranger@mail.test")) == 2

@@ -24,15 +24,9 @@ def register(sub, groups) -> None:
 
 
 def _moment(value: str | None, tz: str) -> datetime:
-    from ..cli import CliError
+    from ..cli import _school_time
 
-    if not value:
-        return datetime.now(timezone.utc)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise CliError(f"--now: not a date and time: {value!r} (use e.g. 2026-12-01T15:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
+    return _school_time(value, tz) if value else datetime.now(timezone.utc)
 
 
 def cmd_sweep(args) -> int:

@@ -71,10 +71,10 @@ _PACKAGE_GAPS: Mapping[int, Mapping[str, Mapping[date, object]]] = MappingProxyT
 
 # --- Russian words -----------------------------------------------------------
 
-_WEEKDAY_NOM = ("понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье")
+WEEKDAY_NAMES = ("понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье")
 _WEEKDAY_ACC = ("понедельник", "вторник", "среду", "четверг", "пятницу", "субботу", "воскресенье")
 _WEEKDAY_GEN = ("понедельника", "вторника", "среды", "четверга", "пятницы", "субботы", "воскресенья")
-_MONTH_GEN = (
+MONTHS_GENITIVE = (
     "января", "февраля", "марта", "апреля", "мая", "июня",
     "июля", "августа", "сентября", "октября", "ноября", "декабря",
 )
@@ -82,7 +82,7 @@ _MONTH_GEN = (
 
 def _day_month(d: date, year_of: int | None = None) -> str:
     """"5 декабря"; the year is added when it differs from ``year_of``."""
-    text = f"{d.day} {_MONTH_GEN[d.month - 1]}"
+    text = f"{d.day} {MONTHS_GENITIVE[d.month - 1]}"
     if year_of is not None and d.year != year_of:
         text += f" {d.year} года"
     return text
@@ -250,7 +250,7 @@ def _official_status(d: date, six_day_week: bool) -> tuple[str, str]:
     is_rest_day = weekday == SUN or (weekday == SAT and not six_day_week)
     if is_rest_day:
         if _weekend_workday_partner(d) is not None:
-            return MOVED_WORKDAY, f"Перенесённый рабочий день ({_WEEKDAY_NOM[weekday]})"
+            return MOVED_WORKDAY, f"Перенесённый рабочий день ({WEEKDAY_NAMES[weekday]})"
         return WEEKEND, "Выходной"
     return WORKDAY, "Рабочий день"
 
@@ -556,7 +556,7 @@ class WorkCalendar:
         info = self.day_info(due.date())
         if info.shortened and due.date() != starts.date():
             reasons.append(
-                f"{_WEEKDAY_NOM[due.weekday()].capitalize()} {_day_month(due.date(), year)} — "
+                f"{WEEKDAY_NAMES[due.weekday()].capitalize()} {_day_month(due.date(), year)} — "
                 f"предпраздничный день, работа заканчивается на час раньше, в "
                 f"{_hhmm(self._window_or_fail(due.date())[1])}."
             )

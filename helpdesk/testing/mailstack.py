@@ -179,6 +179,23 @@ def children(pid: int) -> dict[int, str]:
     return found
 
 
+def instance_processes(workdir: Path) -> list[int]:
+    """Live Dovecot processes of the stack in ``workdir`` (titled
+    ``dovecot-helpdesk-NAME/service`` after its ``instance_name``)."""
+    marker = f"dovecot-helpdesk-{workdir.name}/".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(marker) and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
 def read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])
@@ -535,24 +552,48 @@ async def lmtp_deliver(
 
 
 class LmtpRelayHandler:
-    """aiosmtpd handler: known recipients only, delivery to LMTP before 250."""
+    """aiosmtpd handler: known recipients only, delivery to LMTP before 250.
+
+    Tests can make it refuse the next few RCPT or DATA commands (``refuse_next``)
+    to play a server that answers 4xx for a while and then accepts.
+    """
 
     def __init__(self, users_file: Path, lmtp_port: int):
         self.users_file = users_file
         self.lmtp_port = lmtp_port
+        self._refusals: dict[str, list[str]] = {"rcpt": [], "data": []}
+        self._lock = threading.Lock()
+        self.refused = 0  # how many commands were refused on purpose so far
 
     def known(self, address: str) -> bool:
         local, _, domain = address.lower().partition("@")
         users = read_users(self.users_file)
         return f"{local}@{domain}" in users or f"{local.split('+', 1)[0]}@{domain}" in users
 
+    def refuse_next(self, count: int, reply: str, stage: str) -> None:
+        with self._lock:
+            self._refusals[stage] = [reply] * count
+
+    def _refusal(self, stage: str) -> str | None:
+        with self._lock:
+            if not self._refusals[stage]:
+                return None
+            self.refused += 1
+            return self._refusals[stage].pop()
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        refusal = self._refusal("rcpt")
+        if refusal:
+            return refusal
         if not self.known(address):
             return f"550 5.1.1 <{address}>: no such user here"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        refusal = self._refusal("data")
+        if refusal:
+            return refusal
         data = envelope.original_content or envelope.content
         try:
             results = await lmtp_deliver(
@@ -726,6 +767,7 @@ class MailStack:
         self.smtp_pid: int | None = None
         self._controller = None
         self._front: subprocess.Popen | None = None
+        self._smtp_stopped = False  # stop_smtp() was called (tests)
         self._remove_workdir = False
         self._doveadm = "doveadm"
 
@@ -845,6 +887,60 @@ class MailStack:
         if self._remove_workdir:
             shutil.rmtree(path, ignore_errors=True)
             self._remove_workdir = False
+
+    # ---- faults, for tests: servers down and up again on the same ports ----
+
+    def stop_imap(self) -> None:
+        """Stop Dovecot (IMAP and LMTP) as a server crash or restart would: open
+        IMAP sessions are cut too. Mail, ports and UIDVALIDITY are kept."""
+        pid_file = Path(self.workdir) / "run" / "master.pid"
+        pid = self.dovecot_pid or read_pid(pid_file)
+        if process_matches(pid, b"dovecot"):
+            stop_dovecot(pid, pid_file)
+        # The master leaves the imap processes of connected clients running.
+        for leftover in instance_processes(Path(self.workdir)):
+            terminate(leftover, timeout=2.0)
+        self.dovecot_pid = None
+        self._write_state()
+
+    def start_imap(self) -> None:
+        """Start Dovecot again after ``stop_imap`` (same config, same ports)."""
+        path = Path(self.workdir)
+        self.dovecot_pid = start_dovecot(find_dovecot()[0], path / "dovecot.conf", path)
+        self._write_state()
+
+    def stop_smtp(self) -> None:
+        """Stop the SMTP front (in-process stacks only); the port is left free."""
+        if self._controller is None:
+            raise MailStackError("stop_smtp needs a stack started with in_process_smtp=True")
+        self._controller.stop()
+        self._controller = None
+        self._smtp_stopped = True
+
+    def start_smtp(self) -> None:
+        """Start the SMTP front again on the same port after ``stop_smtp``."""
+        if not self._smtp_stopped:
+            raise MailStackError("start_smtp: the SMTP front was not stopped with stop_smtp")
+        controller = smtp_controller(Path(self.workdir), self.smtp_port, self.lmtp_port)
+        controller.start()
+        self._controller = controller
+        self._smtp_stopped = False
+
+    def refuse_next(self, count: int, code: int = 451, text: str = "4.3.2 try again later",
+                    *, stage: str = "data") -> None:
+        """Make the SMTP front answer ``code text`` to the next ``count`` RCPT
+        (``stage="rcpt"``) or DATA (``stage="data"``) commands, then accept again.
+        In-process stacks only."""
+        if self._controller is None:
+            raise MailStackError("refuse_next needs a stack started with in_process_smtp=True")
+        if stage not in ("rcpt", "data"):
+            raise ValueError(f"stage must be 'rcpt' or 'data', not {stage!r}")
+        self._controller.handler.refuse_next(count, f"{code} {text}", stage)
+
+    @property
+    def refused(self) -> int:
+        """How many SMTP commands the front refused because of ``refuse_next``."""
+        return self._controller.handler.refused if self._controller is not None else 0
 
     def running(self) -> dict[str, bool]:
         """Which parts are alive and answering."""
@@ -1001,6 +1097,20 @@ class MailStack:
                     raw, [mail_from, *rcpt_to]))
         if refused:
             raise smtplib.SMTPRecipientsRefused(refused)
+
+
+    def send_many(self, letters: list[tuple[bytes | email.message.Message, str, list[str]]]) -> None:
+        """Send ``(letter, mail_from, rcpt_to)`` items over one SMTP connection
+        (500 letters in about a second); raise if any recipient is refused."""
+        with smtplib.SMTP(self.host, self.smtp_port, timeout=30) as smtp:
+            for raw, mail_from, rcpt_to in letters:
+                if isinstance(raw, email.message.Message):
+                    refused = smtp.send_message(raw, mail_from, rcpt_to)
+                else:
+                    refused = smtp.sendmail(mail_from, rcpt_to, raw, mail_options=_mail_options(
+                        raw, [mail_from, *rcpt_to]))
+                if refused:
+                    raise smtplib.SMTPRecipientsRefused(refused)
 
 
 def _mail_options(raw: bytes, addresses: list[str]) -> list[str]:

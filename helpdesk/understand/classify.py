@@ -47,7 +47,9 @@ _ORDINALS = {
 
 # ---------------------------------------------------------------------------- text prep
 
-_URL_OR_MAIL = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# The local part is bounded (RFC 5321: 64 characters) so that a long run of word
+# characters without "@" is rejected in linear time, not retried from every position.
+_URL_OR_MAIL = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+")
 _QUOTE_LINE = re.compile(r"^\s*(?:>|&gt;)")
 _ATTRIBUTION = re.compile(r"(?:пишет|писал[аи]?|wrote|написал[аи]?)\s*:\s*$|<[^>]+@[^>]+>\s*:\s*$", re.I)
 _CUT_MARKERS = re.compile(

@@ -298,13 +298,16 @@ def _addresses(values: list[str]) -> list[tuple[str, str]]:
 _MSGID = re.compile(r"<([^<>]+)>")
 
 
+_MSGID_JUNK = re.compile(r"[\s\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def _msgid(value: str | None) -> str | None:
     if not value:
         return None
     value = _unfold(value)
     m = _MSGID.search(value)
     inner = m.group(1) if m else (value.split() or [""])[0]
-    inner = "".join(inner.split())
+    inner = _MSGID_JUNK.sub("", inner)
     return f"<{inner}>" if inner else None
 
 
@@ -505,8 +508,16 @@ def _collect(msg: Message, defects: list[str]) -> _Body:
     return body
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: no database keeps them
+
+
+def _storable(text: str) -> str:
+    """Text a database can hold: a stray NUL or an undecodable surrogate is dropped."""
+    return _UNSTORABLE.sub("", text)
+
+
 def _normalise_text(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    return _storable(text.replace("\r\n", "\n").replace("\r", "\n")).strip()
 
 
 # --------------------------------------------------------------------------- #
@@ -514,16 +525,16 @@ def _normalise_text(text: str) -> str:
 # --------------------------------------------------------------------------- #
 
 _SENDER_FALLBACKS = ("sender", "reply-to", "return-path")
-_LOCAL_PART = re.compile(r"^[\w.+-]+$")
+_MACHINE_SENDERS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
 
 
 def _sender(raw: list[tuple[str, str]], defects: list[str]) -> tuple[str, str]:
     """(bare address, raw display name) of the author."""
     for header in ("from", *_SENDER_FALLBACKS):
         pairs = _addresses(_all(raw, header))
-        # A bare local part ("MAILER-DAEMON") is usable; an encoded display name
-        # that getaddresses took for an address is not.
-        pairs = [(n, a) for n, a in pairs if "@" in a or _LOCAL_PART.match(a)]
+        # A mail system's bare local part ("MAILER-DAEMON") is usable; a display name
+        # that getaddresses took for an address (a From cut by a stray line break) is not.
+        pairs = [(n, a) for n, a in pairs if "@" in a or a.lower() in _MACHINE_SENDERS]
         if not pairs:
             continue
         with_domain = [p for p in pairs if "@" in p[1]]
@@ -582,7 +593,7 @@ def _parse(raw: bytes) -> ParsedLetter:
     for name, value in raw_headers:
         if name not in headers:
             headers[name] = decode_header_value(value, defects if name == "subject" else None, name)
-    subject = headers.get("subject", "")
+    subject = _storable(headers.get("subject", ""))
 
     if "mime-version" not in headers:
         defects.append("no MIME-Version header")
@@ -602,7 +613,7 @@ def _parse(raw: bytes) -> ParsedLetter:
         in_reply_to=_msgid(_first(raw_headers, "in-reply-to")),
         references=_references(_first(raw_headers, "references")),
         from_addr=from_addr,
-        from_name=from_name,
+        from_name=_storable(from_name),
         to=to,
         subject=subject,
         date=date,
