@@ -59,6 +59,7 @@ def school_identity(config: Config) -> SchoolIdentity:
         domain=config.school.domain,
         timezone=tz_name(config),
         show_teacher_address=config.school.show_teacher_address,
+        attachment_limit_mb=config.school.attachment_limit_mb,
     )
 
 

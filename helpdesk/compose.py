@@ -78,10 +78,18 @@ def greeting_name(full_name: str, role: str) -> str:
     return " ".join(parts[1:3])
 
 
+# Reply and forward prefixes of the common clients, in Russian and English, with a
+# counter ("RE[2]:", "Re^2:") or a dot ("Пересл.:"), any number of times.
+_PREFIXES = re.compile(
+    r"^(?:\s*(?:re|aw|fwd?|fw|ответ|отв|пересл|переслано|пер)\.?\s*(?:\[\d+\]|\^\d+|\(\d+\))?\s*:\s*)+",
+    re.I,
+)
+
+
 def reply_subject(title: str, number: int) -> str:
     """'Re: <original> [№ N]' without piling up Re: and tags."""
     base = TAG_RE.sub("", title or "").strip()
-    base = re.sub(r"^((re|fwd?|ответ|отв|пересл)\s*(\[\d+\])?\s*:\s*)+", "", base, flags=re.I)
+    base = _PREFIXES.sub("", base)
     base = short_title(base) or "Ваше обращение"
     return f"Re: {base} {appeal_tag(number)}"
 
@@ -103,6 +111,7 @@ class SchoolIdentity:
     domain: str
     timezone: str
     show_teacher_address: bool = False
+    attachment_limit_mb: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class SchoolConfig:
     timezone: ZoneInfo  # str(timezone) / timezone.key gives the IANA name
     domain: str  # default: the domain of ``address``
     show_teacher_address: bool = False
+    attachment_limit_mb: float = 10.0  # attachments forwarded per letter; larger files are named
     from_name: str = ""  # default: ``name``
 
 
@@ -355,6 +356,7 @@ def _school(t: _Table) -> SchoolConfig:
         timezone=zone,
         domain=domain,
         show_teacher_address=t.flag("show_teacher_address", False),
+        attachment_limit_mb=t.number("attachment_limit_mb", 10.0, positive=True),
         from_name=t.text("from_name", name) or name,
     )
 
@@ -518,6 +520,9 @@ timezone = ${timezone}
 # When false the teacher is named, and all correspondence goes through the
 # school address.
 show_teacher_address = false
+# Attachments of one letter are forwarded up to this many megabytes in all; a larger
+# file stays in the stored letter, and the sender is told politely which one it was.
+attachment_limit_mb = 10
 # Display name in the From header of outgoing letters (default: the name above).
 # from_name = "Школа №1, дистанционное обучение"
 

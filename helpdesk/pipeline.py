@@ -231,6 +231,8 @@ class Processor:
             "assignee_role": ", ".join(ROLE_NAMES[r] for r in roles if r != "teacher" and r in ROLE_NAMES),
             "due_text": due_text,
             "greeting_name": greeting,
+            "too_big": self._split_attachments(parsed)[1],
+            "limit_mb": f"{self.school.attachment_limit_mb:g}",
         }
         if not self._ack_allowed(parsed.from_addr):
             record("ack_limited",
@@ -249,6 +251,20 @@ class Processor:
             ), "ack", appeal, row)
         self._send_to_assignee(appeal, d.assignee, reasons, parsed, row)
         return "appeal"
+
+    def _split_attachments(self, parsed: ParsedLetter | None) -> tuple[list, list[str]]:
+        """(attachments to forward, descriptions of those left out): files are forwarded in
+        order while the letter's total stays within the school's limit; the rest stay in
+        the stored letter and are named to the sender and the teacher."""
+        limit = self.school.attachment_limit_mb * 1024 * 1024
+        kept, left_out, total = [], [], 0
+        for att in (parsed.attachments if parsed else ()):
+            if total + att.size > limit:
+                left_out.append(f"«{att.filename}» ({att.size / 1024 / 1024:.1f} МБ)")
+            else:
+                kept.append(att)
+                total += att.size
+        return kept, left_out
 
     def _ack_allowed(self, address: str) -> bool:
         """Loop guard: at most ``ack_limit`` acknowledgements to one address per hour."""
@@ -292,6 +308,7 @@ class Processor:
         record("followup", f"Дополнение к обращению № {appeal.number} от {parsed.from_addr}. "
                + " ".join(verdict.reasons), appeal=appeal.number, letter=row.id)
         body = extract_reply(parsed.text, parsed.html).strip() or "(письмо без текста)"
+        attachments, left_out = self._split_attachments(parsed)
         rendered = self.composer.build(
             "followup",
             {
@@ -299,14 +316,15 @@ class Processor:
                 "assignee_name": self.roster.name_of(appeal.assignee),
                 "sender_line": self._sender_line(appeal),
                 "body": body,
-                "attachments": [a.filename for a in parsed.attachments],
+                "attachments": [a.filename for a in attachments]
+                + [f"{name} — слишком большой, не переслан" for name in left_out],
                 "due_text": format_local(as_aware(appeal.due_at), self.school.timezone),
             },
             to=[appeal.assignee],
             subject=f"{appeal_tag(appeal.number)} Дополнение: {self._topic(appeal)}",
             number=appeal.number,
             reply_to=self.school.address,
-            attachments=parsed.attachments,
+            attachments=attachments,
         )
         self._queue(rendered, "followup", appeal, row)
         return "followup"
@@ -406,7 +424,9 @@ class Processor:
     def _relay(self, row, appeal: Appeal, parsed: ParsedLetter, teacher: str, text: str,
                consultation, waiting: bool) -> None:
         refs = self._thread_ids(appeal)
-        attachments = list(parsed.attachments)
+        attachments, left_out = self._split_attachments(parsed)
+        names = [a.filename for a in attachments] + [
+            f"{name} — слишком большой для письма, попросите учителя прислать ссылку" for name in left_out]
         consultation_ctx = None
         if consultation is not None:
             start = consultation.when.replace(tzinfo=ZoneInfo(self.school.timezone))
@@ -422,7 +442,7 @@ class Processor:
                 "appeal": appeal,
                 "teacher_name": teacher,
                 "body": text or ("(ответ во вложении)" if parsed.attachments else ""),
-                "attachments": [a.filename for a in parsed.attachments],
+                "attachments": names,
                 "greeting_name": greeting_name(self.roster.name_of(appeal.sender), appeal.sender_role),
                 "consultation": consultation_ctx,
                 "waiting": waiting,
@@ -509,6 +529,10 @@ class Processor:
         """The appeal letter to its (new) assignee: who wrote, why it is theirs, the letter."""
         member = self.roster.staff_member(email)
         roles = sorted(member.roles) if member else []
+        attachments, left_out = self._split_attachments(parsed)
+        if left_out:
+            reasons = [*reasons, "Слишком большие вложения не пересланы (они сохранены в письме, "
+                       "автору сообщено): " + ", ".join(left_out) + "."]
         rendered = self.composer.build(
             "to_assignee",
             {
@@ -521,7 +545,7 @@ class Processor:
                 "received_text": format_local(as_aware(appeal.received_at), self.school.timezone),
                 "reasons": reasons,
                 "body": (parsed.text.strip() if parsed else "") or "(письмо без текста)",
-                "attachments": [a.filename for a in parsed.attachments] if parsed else [],
+                "attachments": [a.filename for a in attachments],
                 "show_teacher_address": self.school.show_teacher_address,
             },
             to=[email],
@@ -529,6 +553,6 @@ class Processor:
                     f"{short_title(appeal.title) or 'без темы'}",
             number=appeal.number,
             reply_to=self.school.address,
-            attachments=parsed.attachments if parsed else (),
+            attachments=attachments,
         )
         self._queue(rendered, "to_assignee", appeal, letter)

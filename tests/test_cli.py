@@ -78,3 +78,21 @@ def test_check_says_all_good_then_names_what_is_wrong(helpdesk_config, stack, tm
     out = capsys.readouterr().out
     assert "FAIL imap: IMAP login as" in out and "problems found" in out
     assert "FAIL roster: empty" in out
+
+
+def test_backup_is_a_consistent_copy_that_opens(tmp_path, monkeypatch, capsys):
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["init"]) == 0
+    assert main(["roster", "import", str(ROSTER)]) == 0
+    assert main(["backup", str(tmp_path / "b" / "monday.sqlite3")]) == 0  # a file path
+    (tmp_path / "dir").mkdir()
+    assert main(["backup", str(tmp_path / "dir")]) == 0  # a directory: the database's own name
+    for copy in (tmp_path / "b" / "monday.sqlite3", tmp_path / "dir" / "helpdesk.sqlite3"):
+        assert oct(copy.stat().st_mode & 0o777) == "0o600"
+        with sqlite3.connect(copy) as db:
+            assert db.execute("select count(*) from person where kind = 'student'").fetchone() == (32,)
+    assert main(["backup", str(tmp_path / "dir")]) == 1
+    assert "give --force" in capsys.readouterr().err
+    assert main(["backup", "--force", str(tmp_path / "dir")]) == 0

@@ -211,3 +211,22 @@ def test_acknowledgements_are_limited_per_sender_per_hour(tmp_path, stack, db_ur
     run_once(config)
     assert len(cli_json(config, "appeals", "list", capsys=capsys)) == 4
     assert len(stack.messages("stranger@mail.test")) == 2
+
+
+def test_an_oversized_attachment_is_named_to_the_sender_and_the_rest_forwarded(tmp_path, stack, db_url, capsys):
+    from tests.conftest import ROSTER, write_config
+
+    config = write_config(tmp_path, stack, db_url, school__attachment_limit_mb="1")
+    assert main(["--config", str(config), "roster", "import", str(ROSTER)]) == 0
+    msg = letter(STUDENT, "алгебра", "Посмотрите, пожалуйста, моё решение. Лев 7в")
+    msg.add_attachment(b"x" * 200_000, maintype="image", subtype="jpeg", filename="решение.jpg")
+    msg.add_attachment(b"y" * 3_000_000, maintype="video", subtype="mp4", filename="видео.mp4")
+    stack.send(msg, STUDENT, [SCHOOL])
+    run_once(config)
+    [appeal] = cli_json(config, "appeals", "list", capsys=capsys)  # still an appeal
+    ack = text_of(parse(stack.wait_for(STUDENT, 1)[0]))
+    assert "«видео.mp4» (2.9 МБ) слишком большой" in ack and "до 1 МБ" in ack
+    to_teacher = parse(stack.wait_for(ALGEBRA_TEACHER, 1)[0])
+    names = [part.get_filename() for part in to_teacher.iter_attachments()]
+    assert names == ["решение.jpg"]
+    assert "видео.mp4" in text_of(to_teacher)

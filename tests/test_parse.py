@@ -461,3 +461,18 @@ def test_mail_parser_failure_falls_back_to_stdlib_parser():
     letter = parse_letter(raw)
     assert letter.from_addr == "a@b.test"
     assert any(d.startswith("mail-parser failed") for d in letter.defects)
+
+
+def test_tnef_winmail_dat_is_recognised():
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"] = "teacher@school.test"
+    msg["To"] = "school@school.test"
+    msg["Subject"] = "задание"
+    msg.set_content("Задание во вложении.")
+    msg.add_attachment(b"\x78\x9f\x3e\x22" + b"\x00" * 64, maintype="application", subtype="ms-tnef",
+                       filename="winmail.dat")
+    letter = parse_letter(msg.as_bytes())
+    assert [a.filename for a in letter.attachments] == ["winmail.dat"]
+    assert any("TNEF" in d for d in letter.defects)

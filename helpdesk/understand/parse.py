@@ -570,6 +570,12 @@ def _message_tree(raw: bytes, defects: list[str]) -> Message:
         return email.message_from_bytes(raw)
 
 
+def _is_tnef(attachment: Attachment) -> bool:
+    """Outlook's rich-text wrapper (winmail.dat), which other clients cannot open."""
+    return (attachment.content_type.split(";")[0].strip().lower() == "application/ms-tnef"
+            or attachment.filename.lower() == "winmail.dat")
+
+
 def _parse(raw: bytes) -> ParsedLetter:
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogateescape")
@@ -603,6 +609,8 @@ def _parse(raw: bytes) -> ParsedLetter:
         defects.append("no Message-ID")
 
     body = _collect(msg, defects)
+    if any(_is_tnef(a) for a in body.attachments):
+        defects.append("TNEF attachment (winmail.dat): Outlook's own format, passed on undecoded")
     html = "\n".join(body.html) if body.html else None
     plain = "\n\n".join(t.strip("\r\n") for t in body.plain if t.strip())
     text = plain if plain.strip() else (html_to_text(html) if html else "")
