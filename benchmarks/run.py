@@ -121,7 +121,7 @@ def main() -> int:
             f'[smtp]\nhost = "127.0.0.1"\nport = {stack.smtp_port}\nsecurity = "none"\n\n'
             f'[database]\nurl = "sqlite:///{work}/bench.sqlite3"\n\n[hours]\nstart = "08:00"\nend = "17:00"\n'
             # Thirty letters per student within a minute: the loop guard would hold acks back.
-            '\n[outbox]\nack_limit_per_hour = 0\n',
+            '\n[outbox]\nack_limit_per_hour = 0\n\n[digest]\nenabled = false\n',
             encoding="utf-8",
         )
         assert helpdesk(["--config", str(config), "roster", "import", str(ROSTER)]) == 0

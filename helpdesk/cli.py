@@ -502,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatabaseError, CliError) as exc:
         print(f"helpdesk: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except BrokenPipeError:  # `helpdesk appeals list | head`: the reader is gone, not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -86,6 +86,12 @@ _PREFIXES = re.compile(
 )
 
 
+def is_female(full_name: str) -> bool:
+    """By the patronymic of a roster name ("Фамилия Имя Отчество"): -вна, -чна, -кызы."""
+    parts = full_name.split()
+    return len(parts) >= 3 and parts[2].lower().endswith(("вна", "чна", "кызы"))
+
+
 def reply_subject(title: str, number: int) -> str:
     """'Re: <original> [№ N]' without piling up Re: and tags."""
     base = TAG_RE.sub("", title or "").strip()

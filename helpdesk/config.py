@@ -10,7 +10,7 @@ Passwords are looked up in this order, the first one found wins:
 ``$HELPDESK_IMAP_PASSWORD`` / ``$HELPDESK_SMTP_PASSWORD``, then the file named by
 ``password_file``, then ``password`` written in the config itself.
 
-Relative paths (SQLite database, templates, attachments, password and CA files)
+Relative paths (SQLite database, templates, password and CA files)
 are resolved against the directory of the config file.
 """
 from __future__ import annotations
@@ -135,9 +135,15 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class DigestConfig:
+    time: time = time(8, 0)  # school-local; working days only
+    enabled: bool = True
+    extra_addresses: tuple[str, ...] = ()  # besides the deputy and the director
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     templates: Path
-    attachments: Path
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,7 @@ class Config:
     daemon: DaemonConfig
     outbox: OutboxConfig
     paths: PathsConfig
+    digest: DigestConfig = None  # type: ignore[assignment]  # always set by load_config
     unknown_keys: tuple[str, ...] = ()
 
     @property
@@ -229,7 +236,8 @@ def _build(file: Path, data: dict[str, Any]) -> Config:
             letter_timeout=tables["daemon"].number("letter_timeout", 300.0, positive=True),
         ),
         outbox=_outbox(tables["outbox"]),
-        paths=_paths(tables["paths"], base, database),
+        paths=_paths(tables["paths"], base),
+        digest=_digest(tables["digest"]),
     )
     unknown = [f"[{name}]" for name in data if name not in _SECTIONS]
     for table in tables.values():
@@ -299,7 +307,8 @@ class _Table:
         return [f"{self.name}.{key}" for key in self.data if key not in self.used]
 
 
-_SECTIONS = ("school", "imap", "smtp", "database", "hours", "sla", "daemon", "outbox", "paths")
+_SECTIONS = ("school", "imap", "smtp", "database", "hours", "sla", "daemon", "outbox", "digest",
+             "paths")
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -466,11 +475,20 @@ def _outbox(t: _Table) -> OutboxConfig:
     )
 
 
-def _paths(t: _Table, base: Path, database: DatabaseConfig) -> PathsConfig:
-    templates = t.path("templates", base) or default_templates_dir()
-    db_path = database.sqlite_path
-    attachments = t.path("attachments", base) or (db_path.parent if db_path else base) / "attachments"
-    return PathsConfig(templates=templates, attachments=attachments)
+def _paths(t: _Table, base: Path) -> PathsConfig:
+    return PathsConfig(templates=t.path("templates", base) or default_templates_dir())
+
+
+def _digest(t: _Table) -> DigestConfig:
+    extra = t.get("extra_addresses", (list,), "a list of addresses", [])
+    for address in extra:
+        if not isinstance(address, str) or not _EMAIL_RE.match(address.strip().lower()):
+            raise t.error("extra_addresses", f"must list mail addresses, got {address!r}")
+    return DigestConfig(
+        time=_clock(t, "time") if "time" in t.data else DigestConfig.time,
+        enabled=t.flag("enabled", True),
+        extra_addresses=tuple(a.strip().lower() for a in extra),
+    )
 
 
 def default_templates_dir() -> Path:
@@ -660,12 +678,18 @@ retry_base = 30
 # auto-responders that escape detection); 0 = no limit. Appeals are still registered.
 ack_limit_per_hour = 10
 
+[digest]
+# The daily letter to the deputy and the director: what came in, what was answered
+# in time, what is overdue. Sent at this local time on working days; a day missed
+# while helpdesk was down is sent late, saying so.
+time = "08:00"
+enabled = true
+# More recipients (addresses outside the school domain get students' names too).
+extra_addresses = []
+
 [paths]
 # Letter templates (default: the templates that come with helpdesk).
 # templates = "templates"
-# Where attachments of incoming letters are saved (default: a directory
-# "attachments" next to the SQLite database, or next to this file).
-# attachments = "attachments"
 ''')
 
 

@@ -21,7 +21,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 import peewee
@@ -32,6 +32,7 @@ from .ingest.imap import CONNECTION_ERRORS, Mailbox
 from .ingest.runner import ingest
 from .ingest.tidy import tidy
 from .outbox.sender import drain, recover_in_flight
+from .digest.send import due_digest, send_digest
 from .sla.sweep import sweep
 from .store.models import Letter, Outgoing, as_aware, database, utcnow
 
@@ -167,7 +168,7 @@ class CycleResult:
     def summary(self) -> str:
         done = ", ".join(f"{k}: {v}" for k, v in sorted(self.processed.items())) or "nothing"
         moved = f"; moved {self.moved} letter(s) out of the inbox" if self.moved else ""
-        moved += f"; {self.sla_letters} reminder/escalation letter(s)" if self.sla_letters else ""
+        moved += f"; {self.sla_letters} reminder/escalation/digest letter(s)" if self.sla_letters else ""
         return (
             f"fetched {self.fetched} new letter(s) ({self.duplicates} duplicate(s)); "
             f"processed {done}{moved}; sent {self.sent}, retry later {self.retried}, "
@@ -226,6 +227,7 @@ class Daemon:
                 self._tidy(result)
             if "sla" in self.only:
                 self._sla(result)
+                self._digest(result)
             if "outbox" in self.only:
                 self._send(result)
         except DATABASE_ERRORS as exc:
@@ -313,6 +315,22 @@ class Daemon:
         if swept.letters:
             log.info(swept.summary())
             result.sla_letters += len(swept.letters)
+
+    def _digest(self, result: CycleResult) -> None:
+        """The administration's daily letter, once per working day (after its time)."""
+        if self.stopping:
+            return
+        now = self.now or datetime.now(timezone.utc)
+        try:
+            if due_digest(self.config, now) is not None:
+                sent = send_digest(self.config, now)
+                log.info("daily digest for %s queued to %s", sent.day, ", ".join(sent.recipients))
+                result.sla_letters += 1
+        except DATABASE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: traceback once, then back off
+            result.errors.append(f"digest: {_describe(exc)}")
+            self.processing.failed(f"digest: {_describe(exc)}", exc)
 
     def _watching(self, letter_id: int):
         return self._watchdog.watching(letter_id) if self._watchdog else nullcontext()

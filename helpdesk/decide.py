@@ -125,6 +125,9 @@ def decide(
     """``absences``: staff away (the router gives their new appeals to others) on
     ``today``, the school's calendar day of the decision (default: the machine's date)."""
     role = sender_role(roster, letter.from_addr)
+    # A teacher may also be a parent at the school: in a thread, staff membership
+    # decides (their reply is a teacher's reply, not a parent's new appeal).
+    is_staff = roster.staff_member(letter.from_addr) is not None
     if school_address and letter.from_addr == school_address.lower():
         return Verdict(
             "auto_reply", role,
@@ -134,7 +137,7 @@ def decide(
     kind, why = machine_kind(letter)
     if kind:
         reasons = [why, "На такие письма служба обращений не отвечает."]
-        thread = find_thread(letter) if kind == "auto_reply" and role == "staff" else None
+        thread = find_thread(letter) if kind == "auto_reply" and is_staff else None
         if thread is not None:
             reasons.append(
                 f"Это автоответ сотрудника ({roster.name_of(letter.from_addr)}) на письмо по обращению "
@@ -146,7 +149,7 @@ def decide(
 
     thread = find_thread(letter)
     if thread is not None:
-        if role == "staff":
+        if is_staff:
             return _staff_reply(letter, roster, thread)
         if _belongs_to_appeal(roster, letter.from_addr, thread):
             reasons = [thread.how, f"Автор обращения № {thread.number} написал ещё раз — это "
@@ -154,7 +157,7 @@ def decide(
             if thread.status != "open":
                 reasons.append("Обращение снова открыто, срок ответа считается заново.")
             return Verdict("followup", role, tuple(reasons), thread=thread)
-    elif role == "staff" and find_service is not None:
+    elif is_staff and find_service is not None:
         service = find_service(letter)
         if service:
             return Verdict(

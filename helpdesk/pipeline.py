@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from peewee import fn
+
 from .compose import (
     CATEGORY_NAMES,
     ROLE_NAMES,
@@ -22,6 +24,7 @@ from .compose import (
     appeal_tag,
     format_local,
     greeting_name,
+    is_female,
     reply_subject,
     short_title,
 )
@@ -180,14 +183,18 @@ class Processor:
         return deadline.due, tuple(deadline.reasons)
 
     def _sender_line(self, appeal: Appeal) -> str:
-        role = ROLE_NAMES.get(appeal.sender_role, appeal.sender_role)
         name = self.roster.name_of(appeal.sender)
         if name == appeal.sender:
             name = appeal.sender_name or ""
+        role = ROLE_NAMES.get(appeal.sender_role, appeal.sender_role)
+        if appeal.sender_role == "student" and is_female(name):
+            role = "ученица"
         parts = [p for p in (name, f"<{appeal.sender}>", f"({role})") if p]
         line = " ".join(parts)
         if appeal.sender_role == "parent" and appeal.student:
-            line += f", родитель ученика {self.roster.name_of(appeal.student)}"
+            child = self.roster.student(appeal.student)
+            line += f"; ребёнок — {self.roster.name_of(appeal.student)}" + (
+                f", {child.class_name}" if child else "")
         return line
 
     def _new_appeal(self, row, parsed: ParsedLetter, verdict: Verdict, received: datetime) -> str:
@@ -377,9 +384,12 @@ class Processor:
             record("closed", f"{teacher} закрыл(а) обращение № {appeal.number} без ответа ученику"
                    + (f": {note}" if note else "") + ".", appeal=appeal.number, letter=row.id)
             return "teacher_reply"
+        handed_over = False
         for command in reply.commands:
             if command.name == "reassign":
-                self._reassign_by_mail(row, appeal, parsed, command.email)
+                if not self._reassign_by_mail(row, appeal, parsed, command.email):
+                    return "teacher_reply"  # the teacher got help; nothing went to the student
+                handed_over = True
         if not reply.text and not parsed.attachments and consultation is None:
             if not reply.commands:
                 record("reply_empty", f"Ответ по обращению № {appeal.number} от {parsed.from_addr} "
@@ -391,8 +401,18 @@ class Processor:
         if "reassign" in names and not reply.text and consultation is None:
             return "teacher_reply"
         waiting = "wait" in names
-        self._set_status(appeal, "waiting" if waiting else "answered", received, answered=True)
+        if handed_over:
+            # Words sent along with a handover ("передал коллеге") are not the answer:
+            # the appeal stays open, with its deadline, for the new assignee.
+            Appeal.update(updated_at=utcnow()).where(Appeal.number == appeal.number).execute()
+        else:
+            self._set_status(appeal, "waiting" if waiting else "answered", received, answered=True)
         self._relay(row, appeal, parsed, teacher, reply.text, consultation, waiting)
+        if handed_over:
+            record("relayed", f"{teacher} передал(а) обращение № {appeal.number} и написал(а) "
+                   f"{appeal.sender}; письмо переслано, обращение ждёт ответа нового исполнителя.",
+                   appeal=appeal.number, letter=row.id)
+            return "teacher_reply"
         record("answered", f"{teacher} ответил(а) на обращение № {appeal.number}; ответ переслан "
                f"{appeal.sender}." + (" Срок приостановлен: учитель ждёт ответа ученика." if waiting else "")
                + (" Назначена консультация." if consultation else "") + " " + " ".join(verdict.reasons),
@@ -414,9 +434,15 @@ class Processor:
                                          "closed": "обращение закрыто"}[status])
 
     def _already_relayed(self, appeal: Appeal, digest: str) -> bool:
+        """The same answer was relayed since the student last wrote (a client that sent
+        it twice); the same words after a new question from the student are a new answer."""
+        last_question = (Event.select(fn.MAX(Event.id))
+                         .where((Event.appeal == appeal.number) & (Event.kind == "followup"))
+                         .scalar() or 0)
         return (
             Event.select()
             .where((Event.appeal == appeal.number) & (Event.kind == "answered")
+                   & (Event.id > last_question)
                    & Event.data.contains(f'"text_hash": "{digest}"'))
             .exists()
         )
@@ -495,12 +521,13 @@ class Processor:
             [*HELP.splitlines(), "", "Исправьте команду и ответьте ещё раз на письмо с обращением."],
         )
 
-    def _reassign_by_mail(self, row, appeal: Appeal, parsed: ParsedLetter, email: str) -> None:
+    def _reassign_by_mail(self, row, appeal: Appeal, parsed: ParsedLetter, email: str) -> bool:
         new = self.roster.staff_member(email)
         if new is None:
             self._help_to_teacher(row, appeal, parsed, [f"адрес {email} не найден среди сотрудников школы"])
-            return
+            return False
         self.reassign(appeal, email, by=parsed.from_addr, source="mail", letter=row)
+        return True
 
     def reassign(self, appeal: Appeal, email: str, *, by: str, source: str, note: str = "",
                  letter=None) -> None:

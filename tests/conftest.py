@@ -129,10 +129,14 @@ def write_config(directory: Path, stack, db_url: str, **extra: str) -> Path:
         "smtp": f'host = "127.0.0.1"\nport = {stack.smtp_port}\nsecurity = "none"',
         "database": f'url = "{db_url}"',
         "hours": 'start = "08:00"\nend = "17:00"',
+        # The daily digest would otherwise go out in any test run after 08:00 on a
+        # working day; its own tests switch it on.
+        "digest": "enabled = false",
     }
     for key, value in extra.items():
         section, _, name = key.partition("__")
-        sections[section] = sections.get(section, "") + f"\n{name} = {value}"
+        lines = [l for l in sections.get(section, "").splitlines() if not l.startswith(f"{name} =")]
+        sections[section] = "\n".join([*lines, f"{name} = {value}"])
     path.write_text("\n\n".join(f"[{k}]\n{v}" for k, v in sections.items()) + "\n", encoding="utf-8")
     return path
 

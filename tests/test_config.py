@@ -72,7 +72,6 @@ def test_root_config_is_the_default_text_and_loads():
     assert config.daemon.interval == 60
     assert (config.outbox.max_attempts, config.outbox.retry_base) == (8, 30)
     assert config.paths.templates == ROOT / "templates" == default_templates_dir()
-    assert config.paths.attachments == ROOT / "attachments"
     assert config.unknown_keys == ()
 
 
@@ -107,7 +106,6 @@ def test_default_text_round_trips_with_overrides(tmp_path):
     assert (config.imap.host, config.imap.port, config.imap.security) == ("imap.yandex.ru", 993, "ssl")
     assert (config.smtp.port, config.smtp.security) == (587, "starttls")
     assert config.database.sqlite_path == tmp_path / "data" / "hd.sqlite3"
-    assert config.paths.attachments == tmp_path / "data" / "attachments"
     assert config.hours.start == time(9, 30)
     with pytest.raises(TypeError):
         default_config_text(no_such_setting=1)
@@ -200,7 +198,6 @@ def test_postgresql_url_kept(tmp_path):
     assert config.database.url == url
     assert config.database.scheme == "postgresql"
     assert config.database.sqlite_path is None
-    assert config.paths.attachments == tmp_path / "attachments"
 
 
 def test_relative_and_absolute_sqlite_paths(tmp_path):
@@ -224,7 +221,7 @@ def test_port_defaults_follow_security(tmp_path):
 
 def test_optional_keys(tmp_path):
     text = default_config_text().replace(
-        "[paths]\n", '[paths]\ntemplates = "my-templates"\nattachments = "/var/lib/hd/files"\n'
+        "[paths]\n", '[paths]\ntemplates = "my-templates"\n'
     ).replace(
         "# domain = \"example.org\"", 'domain = "Mail.Example.org"\nfrom_name = "Помощь"\n'
     ).replace("six_day_week = false", "six_day_week = true").replace(
@@ -232,7 +229,6 @@ def test_optional_keys(tmp_path):
     )
     config = load_config(write(tmp_path, text))
     assert config.paths.templates == tmp_path / "my-templates"
-    assert config.paths.attachments == Path("/var/lib/hd/files")
     assert config.school.domain == "mail.example.org"
     assert config.school.from_name == "Помощь"
     assert config.hours.six_day_week and config.school.show_teacher_address

@@ -230,3 +230,17 @@ def test_an_oversized_attachment_is_named_to_the_sender_and_the_rest_forwarded(t
     names = [part.get_filename() for part in to_teacher.iter_attachments()]
     assert names == ["решение.jpg"]
     assert "видео.mp4" in text_of(to_teacher)
+
+
+def test_the_daily_digest_goes_out_once_through_the_daemon(tmp_path, stack, db_url, capsys):
+    from tests.conftest import ROSTER, write_config
+
+    config = write_config(tmp_path, stack, db_url, digest__enabled="true")
+    assert main(["--config", str(config), "roster", "import", str(ROSTER)]) == 0
+    assert main(["--config", str(config), "run", "--once", "--now", "2026-12-07T08:05"]) == 0
+    deputy, director = "n.kovalevskaya@lyceum21-edu.test", "o.grigoriev@lyceum21-edu.test"
+    [digest] = [parse(raw) for raw in stack.wait_for(deputy, 1)]
+    assert "[№" not in digest["Subject"] and "Сводка" in digest["Subject"]
+    assert director in digest["To"]
+    assert main(["--config", str(config), "run", "--once", "--now", "2026-12-07T10:00"]) == 0
+    assert len(stack.messages(deputy)) == 1  # once per day, whatever the number of cycles

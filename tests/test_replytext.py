@@ -133,9 +133,11 @@ def test_inline_answers_after_a_greeting_are_kept_whole():
     assert extract_reply(text) == text.strip()
 
 
-def test_everything_stripped_returns_the_original():
-    assert extract_reply("\n> только цитата\n> и ничего больше\n") == "> только цитата\n> и ничего больше"
-    assert extract_reply("  С уважением, Мария Петровна  \n") == "С уважением, Мария Петровна"
+def test_nothing_new_gives_nothing():
+    # A reply of only a quote and a signature (say, a file sent with an empty body) has
+    # no words for the student: the quote and the signature must never reach them.
+    assert extract_reply("\n> только цитата\n> и ничего больше\n") == ""
+    assert extract_reply("  С уважением, Мария Петровна\nтел. +7 912 000-00-00  \n") == ""
     assert extract_reply("") == ""
 
 

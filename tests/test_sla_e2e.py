@@ -70,7 +70,7 @@ def test_reminder_breach_and_second_level(helpdesk_config, stack, capsys):
     body = text_of(to_deputy)
     assert "Кузьмин Лев" in body and "Карпенко Дмитрий Анатольевич" in body
     copy = parse(stack.wait_for(ALGEBRA_TEACHER, 3)[2])
-    assert "Истёк срок ответа на ваше обращение" in text_of(copy)
+    assert "Истёк срок ответа на обращение, назначенное вам" in text_of(copy)
     assert "Ковалевская Нина Аркадьевна (заместитель директора)" in text_of(copy)
 
     # A restart and the same moment again: nothing twice.

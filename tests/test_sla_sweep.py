@@ -195,7 +195,7 @@ def test_letters_name_the_appeal_and_how_late(school):
                   "просрочено на 2 ч 30 мин рабочего времени", "Нина Аркадьевна, здравствуйте!"):
         assert words in body, words
     own = text(by_to[TEACHER])
-    assert "Истёк срок ответа на ваше обращение" in own
+    assert "Истёк срок ответа на обращение, назначенное вам" in own
     assert "Сообщено: Ковалевская Нина Аркадьевна (заместитель директора)" in own
     # Not tied to the appeal: a reply to a notice must never reach the student.
     assert all(row.appeal_id is None for row in Outgoing.select())

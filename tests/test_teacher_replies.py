@@ -187,3 +187,78 @@ def test_reply_text_command(tmp_path, capsys):
     assert main(["reply-text", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines() == ["[command #ждём: wait]", "Ответ тут."]
+
+
+def test_an_attachment_only_reply_sends_no_quote_and_no_signature(helpdesk_config, stack, capsys):
+    _, to_teacher = open_appeal(helpdesk_config, stack)
+    quoted = "\n".join("> " + line for line in text_of(to_teacher).splitlines())
+    reply = reply_to(to_teacher, TEACHER, "\n-- \nД. А. Карпенко, тел. +7 912 000-00-00\n\n"
+                     f"пн, 30 нояб. 2026 г. в 10:00, МАОУ «Лицей №21» <{SCHOOL}>:\n{quoted}\n")
+    reply.add_attachment(b"%PDF-1.4 solution", maintype="application", subtype="pdf",
+                         filename="reshenie.pdf")
+    stack.send(reply, TEACHER, [SCHOOL])
+    run_once(helpdesk_config)
+    relay = parse(stack.wait_for(STUDENT, 2)[1])
+    body = text_of(relay)
+    assert "(ответ во вложении)" in body
+    assert "+7 912" not in body and "Почему оно пришло вам" not in body
+    assert [p.get_filename() for p in relay.iter_attachments()] == ["reshenie.pdf"]
+
+
+def test_a_teacher_who_is_also_a_parent_can_answer(helpdesk_config, stack, tmp_path, capsys):
+    import shutil
+
+    from tests.conftest import ROSTER
+
+    roster = tmp_path / "roster"
+    shutil.copytree(ROSTER, roster)
+    students = (roster / "students.csv").read_text(encoding="utf-8")
+    (roster / "students.csv").write_text(
+        students.replace("dan.kornilov@yandex.test,Корнилов Даниил Андреевич,5В,",
+                         f"dan.kornilov@yandex.test,Корнилов Даниил Андреевич,5В,{TEACHER}"),
+        encoding="utf-8")
+    assert main(["--config", str(helpdesk_config), "roster", "import", str(roster)]) == 0
+    _, to_teacher = open_appeal(helpdesk_config, stack)
+    stack.send(reply_to(to_teacher, TEACHER, "Лев, смотри пример 3."), TEACHER, [SCHOOL])
+    run_once(helpdesk_config)
+    assert len(cli_json(helpdesk_config, "appeals", "list", capsys=capsys)) == 1
+    assert "смотри пример 3" in text_of(parse(stack.wait_for(STUDENT, 2)[1]))
+
+
+def test_the_same_words_after_a_new_question_are_a_new_answer(helpdesk_config, stack, capsys):
+    _, to_teacher = open_appeal(helpdesk_config, stack)
+    stack.send(reply_to(to_teacher, TEACHER, "Да."), TEACHER, [SCHOOL])
+    run_once(helpdesk_config)
+    relay = parse(stack.wait_for(STUDENT, 2)[1])
+    question = letter(STUDENT, "Re: " + relay["Subject"], "А во втором номере тоже через дискриминант?",
+                      In_Reply_To=relay["Message-ID"], References=relay["Message-ID"])
+    stack.send(question, STUDENT, [SCHOOL])
+    run_once(helpdesk_config)
+    followup = parse(stack.wait_for(TEACHER, 2)[1])
+    stack.send(reply_to(followup, TEACHER, "Да."), TEACHER, [SCHOOL])
+    run_once(helpdesk_config)
+    assert len(stack.wait_for(STUDENT, 3)) == 3
+    [appeal] = cli_json(helpdesk_config, "appeals", "list", capsys=capsys)
+    assert appeal["status"] == "answered"
+
+
+def test_a_handover_to_an_unknown_address_sends_nothing_to_the_student(helpdesk_config, stack, capsys):
+    _, to_teacher = open_appeal(helpdesk_config, stack)
+    stack.send(reply_to(to_teacher, TEACHER, "#передать v.lisitsina@lyceum21-edu.test\n"
+                        "Ваш вопрос передан Валентине Павловне."), TEACHER, [SCHOOL])
+    run_once(helpdesk_config)
+    assert len(stack.messages(STUDENT)) == 1
+    assert "не найден среди сотрудников" in text_of(parse(stack.wait_for(TEACHER, 2)[1]))
+    [appeal] = cli_json(helpdesk_config, "appeals", "list", capsys=capsys)
+    assert appeal["status"] == "open" and appeal["assignee"] == TEACHER
+
+
+def test_a_reply_to_a_help_letter_gets_a_hint_not_a_suspicion(helpdesk_config, stack, capsys):
+    _, to_teacher = open_appeal(helpdesk_config, stack)
+    stack.send(reply_to(to_teacher, TEACHER, "#отложить"), TEACHER, [SCHOOL])
+    run_once(helpdesk_config)
+    help_letter = parse(stack.wait_for(TEACHER, 2)[1])
+    stack.send(reply_to(help_letter, TEACHER, f"#передать {OTHER_TEACHER}"), TEACHER, [SCHOOL])
+    run_once(helpdesk_config)
+    assert stack.messages(DEPUTY) == []
+    assert "Как ответить ученику" in parse(stack.wait_for(TEACHER, 3)[2])["Subject"]

@@ -17,17 +17,25 @@ def cmd_backup(args) -> int:
     if not source.exists():
         raise CliError(f"{source}: no database yet (run 'helpdesk init')")
     target = Path(args.path)
+    if args.path.endswith(("/", os.sep)):
+        target.mkdir(parents=True, exist_ok=True)  # "backup /backup/": a directory, made if missing
     if target.is_dir():
         target = target / source.name
     if target.exists() and not args.force:
         raise CliError(f"{target}: exists; give --force to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create {target.parent}: {exc}") from exc
     partial = target.with_name(target.name + ".partial")
     # SQLite's online backup: a consistent snapshot even while the daemon writes.
-    with sqlite3.connect(source) as src, sqlite3.connect(partial) as dst:
-        src.backup(dst)
-    os.chmod(partial, 0o600)  # personal data of minors: owner only
-    os.replace(partial, target)
+    try:
+        with sqlite3.connect(source) as src, sqlite3.connect(partial) as dst:
+            src.backup(dst)
+        os.chmod(partial, 0o600)  # personal data of minors: owner only
+        os.replace(partial, target)
+    except (OSError, sqlite3.Error) as exc:
+        raise CliError(f"backup to {target} failed: {exc}") from exc
     print(f"backup written: {target} ({target.stat().st_size // 1024} KiB)")
     return 0
 

@@ -59,6 +59,10 @@ def find_thread(letter: ParsedLetter) -> ThreadInfo | None:
                 "(по заголовкам In-Reply-To/References).",
                 holders,
             )
+        if find_service_letter(letter):
+            # An answer to a reminder, an escalation or a notice (even one that names an
+            # appeal in its subject) continues no appeal: the sender gets a hint instead.
+            return None
         earlier = (
             Letter.select(Letter.appeal)
             .where(Letter.message_id.in_(ids) & Letter.appeal.is_null(False))

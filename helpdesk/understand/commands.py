@@ -81,6 +81,11 @@ def _parse_when(argument: str, today: date) -> tuple[datetime | None, str, str]:
     m = _TIME.match(parts[1])
     if day is None or not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
         return None, "", f"не понял дату и время «{parts[0]} {parts[1]}»; пример: 2026-12-02 15:00"
+    if day < today:
+        if fmt == "%d.%m":  # "12.01" written in December: the coming January
+            day = day.replace(year=today.year + 1)
+        else:
+            return None, "", f"дата {day:%d.%m.%Y} уже прошла"
     when = datetime.combine(day, time(int(m.group(1)), int(m.group(2))))
     return when, " ".join(parts[2:]), ""
 

@@ -257,9 +257,6 @@ def extract_reply(text: str, html: str | None = None) -> str:
         from_html = _extract(html_to_text(strip_html_quotes(html)))
         if from_html:
             return from_html
-    answer = _extract(text)
-    if answer:
-        return answer
     if text.strip():
-        return text.strip()
-    return html_to_text(html).strip() if html else ""
+        return _extract(text)
+    return _extract(html_to_text(html)) if html else ""
