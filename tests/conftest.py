@@ -86,6 +86,34 @@ def corpus_roster():
     return read_roster(ROSTER)
 
 
+def offline_config_text(db_url: str) -> str:
+    """A config for tests that need the database but no mail server."""
+    return (f'[school]\nname = "МАОУ «Лицей №21»"\naddress = "{SCHOOL}"\ntimezone = "Europe/Moscow"\n'
+            '[imap]\nhost = "127.0.0.1"\nsecurity = "none"\n'
+            '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\n'
+            f'[database]\nurl = "{db_url}"\n'
+            '[hours]\nstart = "08:00"\nend = "17:00"\n')
+
+
+@pytest.fixture
+def config(tmp_path, db_url):
+    """A loaded config over the test's database (no mail server needed)."""
+    from helpdesk.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text(offline_config_text(db_url), encoding="utf-8")
+    return load_config(path)
+
+
+@pytest.fixture
+def school(db, corpus_roster, config):
+    """``config`` with the corpus roster imported into its database."""
+    from helpdesk.roster.store import save_roster
+
+    save_roster(corpus_roster)
+    return config
+
+
 # --- the real mail stack ---------------------------------------------------------------
 
 

@@ -45,26 +45,6 @@ def with_digest(config, **digest):
     return dataclasses.replace(config, digest=dataclasses.replace(config.digest, **digest))
 
 
-@pytest.fixture
-def config(tmp_path, db_url):
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f'[school]\nname = "МАОУ «Лицей №21»"\naddress = "{SCHOOL}"\ntimezone = "Europe/Moscow"\n'
-        '[imap]\nhost = "127.0.0.1"\nsecurity = "none"\n'
-        '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\n'
-        f'[database]\nurl = "{db_url}"\n'
-        '[hours]\nstart = "08:00"\nend = "17:00"\n',
-        encoding="utf-8",
-    )
-    return load_config(path)
-
-
-@pytest.fixture
-def school(db, corpus_roster, config):
-    save_roster(corpus_roster)
-    return config
-
-
 def appeal(config, received, *, answered=None, closed=None, assignee=TEACHER, student=STUDENT,
            class_name="7В", subject="алгебра", title="помогите с уравнением", triage=False,
            sender=None, role="student", category="subject_help") -> Appeal:

@@ -37,26 +37,6 @@ RECEIVED = datetime(2026, 12, 1, 10, 0, tzinfo=MSK)  # Tuesday 10:00 -> due Wedn
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture
-def config(tmp_path, db_url):
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f'[school]\nname = "МАОУ «Лицей №21»"\naddress = "{SCHOOL}"\ntimezone = "Europe/Moscow"\n'
-        '[imap]\nhost = "127.0.0.1"\nsecurity = "none"\n'
-        '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\n'
-        f'[database]\nurl = "{db_url}"\n'
-        '[hours]\nstart = "08:00"\nend = "17:00"\n',
-        encoding="utf-8",
-    )
-    return load_config(path)
-
-
-@pytest.fixture
-def school(db, corpus_roster, config):
-    save_roster(corpus_roster)
-    return config
-
-
 def calendar(config):
     return app.work_calendar(config)
 

@@ -17,11 +17,11 @@ Three steps, each leaving its sentence in the reasons:
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Iterable
 
+from helpdesk.cache import RosterCache
 from helpdesk.domain import Absence, Classification, Decision, Roster
 from helpdesk.understand.lexicon import Lexicon, default_lexicon
 
@@ -303,23 +303,12 @@ class Router:
 
 # ---------------------------------------------------------------------------- module API
 
-_LOCK = threading.Lock()
-_CACHE: dict[tuple[int, int], tuple[Roster, Lexicon | None, Router]] = {}
-_CACHE_SIZE = 8
+_ROUTERS: RosterCache[Router] = RosterCache(Router)
 
 
 def router_for(roster: Roster, lexicon: Lexicon | None = None) -> Router:
     """The cached Router for this roster object and lexicon (None: the built-in one)."""
-    key = (id(roster), id(lexicon))
-    hit = _CACHE.get(key)
-    if hit and hit[0] is roster and hit[1] is lexicon:
-        return hit[2]
-    r = Router(roster, lexicon)
-    with _LOCK:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (roster, lexicon, r)
-    return r
+    return _ROUTERS.get(roster, lexicon)
 
 
 def route(

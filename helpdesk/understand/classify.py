@@ -10,11 +10,11 @@ deputy head can see why the letter went where it went.
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
 
+from helpdesk.cache import RosterCache
 from helpdesk.domain import Classification, ParsedLetter, Roster, Student, normalize_class
 from helpdesk.understand import morph
 from helpdesk.understand.lexicon import (
@@ -775,23 +775,12 @@ def _latin_words(fields: Sequence[Field]) -> list[str]:
 
 # ---------------------------------------------------------------------------- module API
 
-_CACHE_LOCK = threading.Lock()
-_CACHE: dict[tuple[int, int], tuple[Roster, Lexicon | None, Classifier]] = {}
-_CACHE_SIZE = 8
+_CLASSIFIERS: RosterCache[Classifier] = RosterCache(Classifier)
 
 
 def classifier_for(roster: Roster, lexicon: Lexicon | None = None) -> Classifier:
     """The cached Classifier for this roster object and lexicon (None: the built-in one)."""
-    key = (id(roster), id(lexicon))
-    hit = _CACHE.get(key)
-    if hit and hit[0] is roster and hit[1] is lexicon:
-        return hit[2]
-    clf = Classifier(roster, lexicon)
-    with _CACHE_LOCK:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (roster, lexicon, clf)
-    return clf
+    return _CLASSIFIERS.get(roster, lexicon)
 
 
 def classify(letter: ParsedLetter, roster: Roster, lexicon: Lexicon | None = None) -> Classification:
