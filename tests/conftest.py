@@ -17,6 +17,22 @@ SCHOOL = "lyceum21@lyceum21-edu.test"
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
 
+def letter(sender: str, subject: str, body: str, **headers: str):
+    """A letter to the school as a mail client writes it (headers: Auto_Submitted=...)."""
+    from email.message import EmailMessage
+    from email.utils import make_msgid
+
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = SCHOOL
+    msg["Subject"] = subject
+    msg["Message-ID"] = make_msgid(domain="mail.test")
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body)
+    return msg
+
+
 def postgres_reachable() -> bool:
     try:
         import psycopg2

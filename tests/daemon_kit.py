@@ -19,11 +19,12 @@ from collections import Counter
 from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from email.utils import make_msgid
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tests.conftest import EXTRA_USERS, ROSTER, SCHOOL, roster_addresses, write_config
+import pytest
+
+from tests.conftest import EXTRA_USERS, ROSTER, SCHOOL, letter, roster_addresses, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,16 +73,17 @@ def with_settings(text: str, settings: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def letter(sender: str, subject: str, body: str, **headers: str) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = SCHOOL
-    msg["Subject"] = subject
-    msg["Message-ID"] = make_msgid(domain="mail.test")
-    for name, value in headers.items():
-        msg[name.replace("_", "-")] = value
-    msg.set_content(body)
-    return msg
+@pytest.fixture(scope="module")
+def mail(corpus_roster):
+    """A mail stack of the test module's own (these tests stop and restart servers)."""
+    with private_stack(corpus_roster) as stack:
+        yield stack
+
+
+@pytest.fixture
+def fresh(mail):
+    mail.clear()
+    return mail
 
 
 def question(student, n: int = 0) -> EmailMessage:

@@ -13,7 +13,9 @@ from helpdesk import daemon as daemon_module
 from helpdesk.daemon import Outage
 from helpdesk.ingest import imap as imap_module
 from tests.conftest import SCHOOL
-from tests.daemon_kit import (
+from tests.daemon_kit import (  # noqa: F401 - mail, fresh: fixtures
+    fresh,
+    mail,
     DaemonThread,
     kill,
     make_config,
@@ -26,18 +28,6 @@ from tests.daemon_kit import (
 )
 
 pytestmark = pytest.mark.mailstack
-
-
-@pytest.fixture(scope="module")
-def mail(corpus_roster):
-    with private_stack(corpus_roster) as stack:
-        yield stack
-
-
-@pytest.fixture
-def fresh(mail):
-    mail.clear()
-    return mail
 
 
 def student(roster, index: int = 15):

@@ -4,30 +4,17 @@ from __future__ import annotations
 import json
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from email.utils import make_msgid
 
 import pytest
 
 from helpdesk.cli import main
-from tests.conftest import CORPUS, SCHOOL
+from tests.conftest import CORPUS, SCHOOL, letter
 
 pytestmark = pytest.mark.mailstack
 
 STUDENT = "lev.kuzmin@lyceum21-edu.test"  # 7В
 GERMAN_TEACHER = "m.shubina@lyceum21-edu.test"  # 7В German and class teacher
 ALGEBRA_TEACHER = "d.karpenko@lyceum21-edu.test"  # 7В algebra
-
-
-def letter(sender: str, subject: str, body: str, **headers: str) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = SCHOOL
-    msg["Subject"] = subject
-    msg["Message-ID"] = make_msgid(domain="mail.test")
-    for name, value in headers.items():
-        msg[name.replace("_", "-")] = value
-    msg.set_content(body)
-    return msg
 
 
 def run_once(config) -> None:

@@ -17,7 +17,9 @@ import pytest
 from helpdesk.cli import main
 from helpdesk.ingest import runner as runner_module
 from tests.conftest import SCHOOL
-from tests.daemon_kit import (
+from tests.daemon_kit import (  # noqa: F401 - mail, fresh: fixtures
+    fresh,
+    mail,
     DaemonThread,
     kill,
     letter,
@@ -33,18 +35,6 @@ from tests.daemon_kit import (
 )
 
 pytestmark = pytest.mark.mailstack
-
-
-@pytest.fixture(scope="module")
-def mail(corpus_roster):
-    with private_stack(corpus_roster) as stack:
-        yield stack
-
-
-@pytest.fixture
-def fresh(mail):
-    mail.clear()
-    return mail
 
 
 def cli_json(config, *args: str, capsys) -> list[dict]:
