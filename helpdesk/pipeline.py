@@ -29,7 +29,8 @@ from .compose import (
     short_title,
 )
 from .decide import Verdict, decide
-from .domain import ParsedLetter, Roster
+from .domain import Classification, Decision, ParsedLetter, Roster
+from .routing.router import router_for
 from .routing.store import record_correction
 from .sla.calendar import WorkCalendar
 from .sla.ladder import DEFAULT_LADDER, Ladder
@@ -314,6 +315,7 @@ class Processor:
         self._mark(row, "followup", appeal, verdict.reasons)
         record("followup", f"Дополнение к обращению № {appeal.number} от {parsed.from_addr}. "
                + " ".join(verdict.reasons), appeal=appeal.number, letter=row.id)
+        self._cover_absence(appeal, row)
         body = extract_reply(parsed.text, parsed.html).strip() or "(письмо без текста)"
         attachments, left_out = self._split_attachments(parsed)
         rendered = self.composer.build(
@@ -335,6 +337,25 @@ class Processor:
         )
         self._queue(rendered, "followup", appeal, row)
         return "followup"
+
+    def _cover_absence(self, appeal: Appeal, row) -> None:
+        """A follow-up to an appeal whose assignee is away today goes to whoever stands in
+        (the same rules as for new appeals); they get the whole appeal first."""
+        absences, today = self.absences_now() if self.absences_now else (self.absences, self.today)
+        if not absences:
+            return
+        c = Classification(appeal.sender_role, None, appeal.class_name, appeal.subject, appeal.category)
+        d = Decision(appeal.assignee, appeal.subject, appeal.triage)
+        covered = router_for(self.roster).cover(c, d, absences, today or datetime.now().date())
+        if covered.assignee == appeal.assignee:
+            return
+        reason = covered.reasons[-1]
+        Appeal.update(assignee=covered.assignee, updated_at=utcnow()).where(
+            Appeal.number == appeal.number).execute()
+        record("reassigned", f"Обращение № {appeal.number}: {reason}", appeal=appeal.number,
+               letter=row.id, old=appeal.assignee, new=covered.assignee, source="absence")
+        appeal.assignee = covered.assignee
+        self._forward(appeal, covered.assignee, reason, row)
 
     def _service_reply(self, row, parsed: ParsedLetter, verdict: Verdict) -> str:
         Letter.update(status="processed", kind="teacher_reply", reason=" ".join(verdict.reasons)).where(

@@ -262,3 +262,24 @@ def test_a_reply_to_a_help_letter_gets_a_hint_not_a_suspicion(helpdesk_config, s
     run_once(helpdesk_config)
     assert stack.messages(DEPUTY) == []
     assert "Как ответить ученику" in parse(stack.wait_for(TEACHER, 3)[2])["Subject"]
+
+
+def test_a_follow_up_while_the_teacher_is_away_goes_to_the_substitute(helpdesk_config, stack, capsys):
+    from datetime import date, timedelta
+
+    _, to_teacher = open_appeal(helpdesk_config, stack)
+    ack = parse(stack.wait_for(STUDENT, 1)[0])
+    today = date.today()
+    assert main(["--config", str(helpdesk_config), "absence", "add", TEACHER, "--from", str(today),
+                 "--to", str(today + timedelta(days=3)), "--substitute", OTHER_TEACHER,
+                 "--note", "больничный"]) == 0
+    more = letter(STUDENT, "Re: " + ack["Subject"], "И ещё: номер 213 тоже не получается.",
+                  In_Reply_To=ack["Message-ID"], References=ack["Message-ID"])
+    stack.send(more, STUDENT, [SCHOOL])
+    run_once(helpdesk_config)
+    [appeal] = cli_json(helpdesk_config, "appeals", "list", capsys=capsys)
+    assert appeal["assignee"] == OTHER_TEACHER
+    got = [parse(raw) for raw in stack.wait_for(OTHER_TEACHER, 2)]
+    assert "квадратные уравнения" in text_of(got[0]) and "отсутствует" in text_of(got[0])
+    assert "номер 213" in text_of(got[1])
+    assert len(stack.messages(TEACHER)) == 1  # only the original appeal, before the absence

@@ -279,6 +279,12 @@ class Router:
         out += [(m.email, "директору") for m in self.roster.with_role("director")]
         return out
 
+    def cover(self, c: Classification, d: Decision, absences: Iterable[Absence], on: date) -> Decision:
+        """``d`` with a stand-in when its assignee is away on ``on`` (for letters that
+        reach an existing appeal, such as a follow-up); unchanged otherwise."""
+        away = self._away(absences, on)
+        return self._cover(c, d, away, on) if d.assignee.lower() in away else d
+
     def _cover(self, c: Classification, d: Decision, away: dict[str, Absence], on: date) -> Decision:
         absent = d.assignee
         a = away[absent]
