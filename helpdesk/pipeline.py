@@ -89,10 +89,10 @@ class Processor:
         self.school = composer.school
         # Staff away on ``today``: the router gives their new appeals to others. With
         # ``absences_now`` (a callable returning (absences, today), see app.processor)
-        # they are read afresh for every letter, so a long-lived processor stays current.
-        self.absences = tuple(absences)
-        self.today = today
-        self.absences_now = absences_now
+        # they are read afresh for every letter, so a long-lived processor stays current;
+        # without it, the fixed ``absences`` and ``today`` given here apply.
+        fixed = (tuple(absences), today)
+        self.absences_now = absences_now or (lambda: fixed)
 
     # --- the runner loop -------------------------------------------------------
 
@@ -115,7 +115,7 @@ class Processor:
         except UnparseableLetter as exc:
             return self._quarantine(row, f"письмо не удалось разобрать: {exc.reason}")
         try:
-            absences, today = self.absences_now() if self.absences_now else (self.absences, self.today)
+            absences, today = self.absences_now()
             verdict = decide(parsed, self.roster, find_thread, school_address=self.school.address,
                              find_service=find_service_letter,
                              absences=absences, today=today)
@@ -230,13 +230,11 @@ class Processor:
             appeal=appeal.number, letter=row.id,
         )
         due_text = format_local(due, self.school.timezone)
-        assignee = self.roster.staff_member(d.assignee)
-        roles = sorted(assignee.roles) if assignee else []
         greeting = greeting_name(self.roster.name_of(parsed.from_addr), c.sender_role)
         context = {
             "appeal": appeal,
             "assignee_name": self.roster.name_of(d.assignee),
-            "assignee_role": ", ".join(ROLE_NAMES[r] for r in roles if r != "teacher" and r in ROLE_NAMES),
+            "assignee_role": self._role_text(d.assignee),
             "due_text": due_text,
             "greeting_name": greeting,
             "too_big": self._split_attachments(parsed)[1],
@@ -284,6 +282,12 @@ class Processor:
                        & (Outgoing.recipients == json.dumps([address])))
                 .count())
         return sent < self.ack_limit
+
+    def _role_text(self, email: str) -> str:
+        """The staff member's roles beyond "teacher", for letters ("заместитель директора")."""
+        member = self.roster.staff_member(email)
+        roles = sorted(member.roles) if member else []
+        return ", ".join(ROLE_NAMES[r] for r in roles if r != "teacher" and r in ROLE_NAMES)
 
     def _topic(self, appeal: Appeal) -> str:
         parts = [p for p in (appeal.class_name, appeal.subject) if p]
@@ -341,7 +345,7 @@ class Processor:
     def _cover_absence(self, appeal: Appeal, row) -> None:
         """A follow-up to an appeal whose assignee is away today goes to whoever stands in
         (the same rules as for new appeals); they get the whole appeal first."""
-        absences, today = self.absences_now() if self.absences_now else (self.absences, self.today)
+        absences, today = self.absences_now()
         if not absences:
             return
         c = Classification(appeal.sender_role, None, appeal.class_name, appeal.subject, appeal.category)
@@ -575,8 +579,6 @@ class Processor:
     def _send_to_assignee(self, appeal: Appeal, email: str, reasons: list[str],
                           parsed: ParsedLetter | None, letter) -> None:
         """The appeal letter to its (new) assignee: who wrote, why it is theirs, the letter."""
-        member = self.roster.staff_member(email)
-        roles = sorted(member.roles) if member else []
         attachments, left_out = self._split_attachments(parsed)
         if left_out:
             reasons = [*reasons, "Слишком большие вложения не пересланы (они сохранены в письме, "
@@ -586,7 +588,7 @@ class Processor:
             {
                 "appeal": appeal,
                 "assignee_name": self.roster.name_of(email),
-                "assignee_role": ", ".join(ROLE_NAMES[r] for r in roles if r != "teacher" and r in ROLE_NAMES),
+                "assignee_role": self._role_text(email),
                 "due_text": format_local(as_aware(appeal.due_at), self.school.timezone),
                 "sender_line": self._sender_line(appeal),
                 "category_name": CATEGORY_NAMES.get(appeal.category, appeal.category),

@@ -109,9 +109,8 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         time.sleep(interval)
 
 
-def replies_by_original(stack, addresses) -> Counter:
-    """How many letters each address received per In-Reply-To (original Message-ID)."""
-    counts: Counter = Counter()
+def _header_values(stack, addresses, field: str):
+    """(address, value of ``field``) for every letter in the INBOXes of ``addresses``."""
     for address in addresses:
         client = stack.imap(address)
         try:
@@ -119,33 +118,22 @@ def replies_by_original(stack, addresses) -> Counter:
             uids = client.search("ALL")
             if not uids:
                 continue
-            fetched = client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (IN-REPLY-TO)]"])
-            for item in fetched.values():
-                header = item[b"BODY[HEADER.FIELDS (IN-REPLY-TO)]"].decode(errors="replace")
-                value = header.partition(":")[2].strip()
-                if value:
-                    counts[(address, value)] += 1
+            key = f"BODY[HEADER.FIELDS ({field})]".encode()
+            for item in client.fetch(uids, [f"BODY.PEEK[HEADER.FIELDS ({field})]"]).values():
+                yield address, item[key].decode(errors="replace").partition(":")[2].strip()
         finally:
             client.logout()
-    return counts
+
+
+def replies_by_original(stack, addresses) -> Counter:
+    """How many letters each address received per In-Reply-To (original Message-ID)."""
+    return Counter((address, value) for address, value in _header_values(stack, addresses, "IN-REPLY-TO")
+                   if value)
 
 
 def message_ids_received(stack, addresses) -> Counter:
     """Message-ID -> how many copies arrived, over the INBOXes of ``addresses``."""
-    counts: Counter = Counter()
-    for address in addresses:
-        client = stack.imap(address)
-        try:
-            client.select_folder("INBOX", readonly=True)
-            uids = client.search("ALL")
-            if not uids:
-                continue
-            for item in client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]).values():
-                header = item[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode(errors="replace")
-                counts[header.partition(":")[2].strip()] += 1
-        finally:
-            client.logout()
-    return counts
+    return Counter(value for _address, value in _header_values(stack, addresses, "MESSAGE-ID"))
 
 
 # --- the daemon in a thread -----------------------------------------------------------
