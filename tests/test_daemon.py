@@ -278,3 +278,22 @@ def test_restart_process_starts_the_same_command_again(tmp_path):
     assert first[2] == second[2]  # the same process, started afresh
     assert first[3] == second[3] == "['--config', 'x.toml', 'run']"
     assert "restarts itself" in done.stderr
+
+
+def test_a_letter_delivered_just_before_idle_is_not_missed(fresh, tmp_path, corpus_roster):
+    """Between the cycle's SEARCH and the IDLE command a letter may arrive; the server
+    announces it before IDLE starts. The wait must still return at once, not after
+    poll_interval."""
+    from helpdesk.app import imap_settings
+    from helpdesk.config import load_config
+    from helpdesk.ingest.imap import Mailbox
+
+    settings = imap_settings(load_config(make_config(tmp_path, fresh)))
+    student = corpus_roster.students[0]
+    with Mailbox(settings) as mailbox:
+        mailbox.refresh()
+        fresh.send(question(student, 1), student.email, [SCHOOL])  # after the "search"
+        time.sleep(0.6)  # Dovecot notices new mail about 0.5 s after delivery
+        began = time.monotonic()
+        assert mailbox.wait(10, lambda: False) is True
+        assert time.monotonic() - began < 2

@@ -301,6 +301,11 @@ class Mailbox:
         if not self.has(b"IDLE"):
             _sleep_until(deadline, should_stop)
             return False
+        # A letter delivered between the last SEARCH and the IDLE command would be
+        # announced before IDLE starts, where it cannot be seen: ask first (NOOP).
+        _text, responses = self._client.noop()
+        if _new_mail(responses):
+            return True
         while time.monotonic() < deadline and not should_stop():
             if self._idle_once(min(deadline, time.monotonic() + renew), should_stop):
                 return True
