@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the daemon until SIGTERM")
     p.add_argument("--once", action="store_true", help="process everything pending, then exit")
-    p.add_argument("--only", help="comma-separated stages: ingest,process,sla,outbox")
+    p.add_argument("--only", help="comma-separated stages: ingest (fetch, understand, route, store, queue), process (only letters already fetched), sla (reminders, escalations, digest), outbox (sending)")
     p.add_argument("--now", help="with --once: the time the SLA stage takes as now (ISO; school time "
                    "without an offset)")
     p.set_defaults(func=cmd_run)

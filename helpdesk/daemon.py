@@ -221,7 +221,9 @@ class Daemon:
         try:
             if "ingest" in self.only:
                 self._ingest(result)
-            if "process" in self.only:
+            if "ingest" in self.only or "process" in self.only:
+                # "ingest" is the operator's stage: fetch and take each letter as far
+                # as its queued letters; "process" alone handles what is already fetched.
                 self._process(result)
             if "ingest" in self.only:
                 self._tidy(result)
