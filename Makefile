@@ -11,6 +11,12 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			dovecot-imapd dovecot-lmtpd openssl >/dev/null; \
 	fi
+	@# systemd-analyze checks the unit files in tests/test_service.py (skipped without it).
+	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+		echo "installing systemd-analyze (apt-get install systemd)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null \
+			|| echo "systemd could not be installed: the unit-file test will be skipped"; \
+	fi
 
 install: deps
 	$(PIP) install -q -e '.[test]'
@@ -21,8 +27,10 @@ demo: install
 test: install
 	$(PYTHON) -m pytest -q
 
-bench: install
-	$(PYTHON) benchmarks/run.py
+# make bench [PROFILE=1] [BENCH_ARGS="--no-postgres ..."]: the table, benchmarks/out/results.json
+bench: deps
+	$(PIP) install -q -e '.[test,bench]'
+	$(PYTHON) benchmarks/bench.py $(if $(PROFILE),--profile ingest) $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache demo-run

@@ -52,23 +52,19 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--letters", type=int, default=1000)
-    ap.add_argument("--corpus", default=str(ROOT / "tests" / "data" / "letters-dev"))
-    ap.add_argument("--school", default="lyceum21@lyceum21-edu.test")
-    args = ap.parse_args()
-
-    corpus = Path(args.corpus)
+def measure(letters: int = 1000, corpus: str | Path = ROOT / "tests" / "data" / "letters-dev",
+            school: str = "lyceum21@lyceum21-edu.test", log=print) -> list[dict]:
+    """Time both sides over ``letters`` files and return the table row."""
+    corpus = Path(corpus)
     cases = json.loads((corpus / "cases.json").read_text(encoding="utf-8"))
-    letters = [str(corpus / "cases" / c["file"]) for c in cases]
-    files = [letters[i % len(letters)] for i in range(args.letters)]
+    paths = [str(corpus / "cases" / c["file"]) for c in cases]
+    files = [paths[i % len(paths)] for i in range(letters)]
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = str(_config(Path(tmp), args.school))
+        config = str(_config(Path(tmp), school))
         with contextlib.redirect_stdout(_Null()), contextlib.redirect_stderr(_Null()):
             assert helpdesk(["--config", config, "roster", "import", str(corpus / "roster")]) == 0
-            cold = _timed(lambda: helpdesk(["--config", config, "explain", "--json", letters[0]]))
+            cold = _timed(lambda: helpdesk(["--config", config, "explain", "--json", paths[0]]))
 
             def parse_all() -> None:
                 for path in files:
@@ -83,11 +79,24 @@ def main() -> int:
 
     n = len(files)
     base_rate, rate = n / base, n / took
-    print(f"letters: {n} ({len(letters)} corpus letters repeated)")
-    print(f"first explain call (loads pymorphy3, builds the roster indexes): {cold * 1000:.0f} ms")
-    print(f"baseline  parse_letter only:     {base_rate:8.0f} letters/s  ({base:.2f} s)")
-    print(f"helpdesk  explain --json:        {rate:8.0f} letters/s  ({took:.2f} s)")
-    print(f"ratio explain / parse-only:      {rate / base_rate:8.2f}")
+    log(f"letters: {n} ({len(paths)} corpus letters repeated)")
+    log(f"first explain call (loads pymorphy3, builds the roster indexes): {cold * 1000:.0f} ms")
+    log(f"baseline  parse_letter only:     {base_rate:8.0f} letters/s  ({base:.2f} s)")
+    log(f"helpdesk  explain --json:        {rate:8.0f} letters/s  ({took:.2f} s)")
+    log(f"ratio explain / parse-only:      {rate / base_rate:8.2f}")
+    return [{"benchmark": f"explain --json, {n} letters (vs parse_letter only)", "unit": "letters/s",
+             "helpdesk": round(rate, 1), "baseline": round(base_rate, 1),
+             "ratio": round(rate / base_rate, 3), "target": "-", "met": None,
+             "first_call_ms": round(cold * 1000)}]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--letters", type=int, default=1000)
+    ap.add_argument("--corpus", default=str(ROOT / "tests" / "data" / "letters-dev"))
+    ap.add_argument("--school", default="lyceum21@lyceum21-edu.test")
+    args = ap.parse_args()
+    measure(args.letters, args.corpus, args.school)
     return 0
 
 

@@ -114,12 +114,9 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(runs)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--appeals", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-
+def measure(appeals: int = 100_000, repeat: int = 5, log=print) -> list[dict]:
+    """Seed, time, and return the two table rows (nothing due; 1% due)."""
+    args = argparse.Namespace(appeals=appeals, repeat=repeat)
     with tempfile.TemporaryDirectory(prefix="sla-bench-") as tmp:
         base = Path(tmp)
         db = base / "seed.sqlite3"
@@ -131,11 +128,11 @@ def main() -> int:
         seed(config, args.appeals, start)
         seeded = time.perf_counter() - t0
         steps = handle.execute_sql("SELECT COUNT(*) FROM sla_step").fetchone()[0]
-        print(f"seeded {args.appeals} open appeals, {steps} steps in {seeded:.1f} s (SQLite, {db.stat().st_size >> 20} MiB)")
+        log(f"seeded {args.appeals} open appeals, {steps} steps in {seeded:.1f} s (SQLite, {db.stat().st_size >> 20} MiB)")
         plan = handle.execute_sql(
             "EXPLAIN QUERY PLAN " + due_query(start).sql()[0], due_query(start).sql()[1]
         ).fetchall()
-        print("query plan:", "; ".join(row[-1] for row in plan))
+        log("query plan: " + "; ".join(row[-1] for row in plan))
 
         recent = handle.execute_sql(
             "SELECT COUNT(*) FROM appeal WHERE updated_at >= ?",
@@ -143,7 +140,7 @@ def main() -> int:
                 handle.execute_sql("SELECT value FROM meta WHERE key = ?", (MARK_KEY,)).fetchone()[0]
             ) - SAFETY_MARGIN)),),
         ).fetchone()[0]
-        print(f"every sweep re-checks the {recent} appeals changed in the last "
+        log(f"every sweep re-checks the {recent} appeals changed in the last "
               f"{SAFETY_MARGIN.seconds // 60} minutes before the mark")
         quiet = start - timedelta(hours=1)  # before the first step: nothing due
         steps_by_due = [
@@ -187,10 +184,27 @@ def main() -> int:
         sweep_busy = statistics.median(busy_runs)
 
     ms = lambda s: f"{s * 1000:8.2f} ms"  # noqa: E731
-    print(f"nothing due: baseline SELECT {ms(base_quiet)}, sweep {ms(sweep_quiet)}, "
-          f"ratio {sweep_quiet / base_quiet:.1f}x")
-    print(f"1% due ({due_rows} steps): baseline SELECT {ms(base_busy)}, sweep {ms(sweep_busy)} "
-          f"({fired} steps fired, {letters} letters queued), ratio {sweep_busy / base_busy:.1f}x")
+    log(f"nothing due: baseline SELECT {ms(base_quiet)}, sweep {ms(sweep_quiet)}, "
+        f"ratio {sweep_quiet / base_quiet:.1f}x")
+    log(f"1% due ({due_rows} steps): baseline SELECT {ms(base_busy)}, sweep {ms(sweep_busy)} "
+        f"({fired} steps fired, {letters} letters queued), ratio {sweep_busy / base_busy:.1f}x")
+    return [
+        {"benchmark": f"SLA sweep, {args.appeals} open appeals, nothing due", "unit": "ms",
+         "helpdesk": round(sweep_quiet * 1000, 2), "baseline": round(base_quiet * 1000, 3),
+         "ratio": round(sweep_quiet / base_quiet, 1), "target": "-", "met": None},
+        {"benchmark": f"SLA sweep, {args.appeals} open appeals, 1% due ({fired} steps fired)",
+         "unit": "ms", "helpdesk": round(sweep_busy * 1000, 1), "baseline": round(base_busy * 1000, 2),
+         "ratio": round(sweep_busy / base_busy, 1), "target": "-", "met": None,
+         "letters_queued": letters},
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--appeals", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    measure(args.appeals, args.repeat)
     return 0
 
 

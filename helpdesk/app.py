@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from functools import partial
 
+from .auth import server_options
 from .compose import Composer, SchoolIdentity
 from .config import Config
 from .domain import Absence
@@ -36,6 +37,7 @@ def imap_settings(config: Config) -> ImapSettings:
         folder=c.folder, processed_flag=c.processed_flag, timeout=c.timeout,
         processed_folder=c.processed_folder, quarantine_folder=c.quarantine_folder,
         ca_file=str(c.ca_file) if c.ca_file else None,
+        **server_options(c),
     )
 
 
@@ -45,6 +47,7 @@ def smtp_settings(config: Config) -> SmtpSettings:
         host=c.host, port=c.port, security=c.security,
         username=c.username, password=c.password, timeout=c.timeout,
         ca_file=str(c.ca_file) if c.ca_file else None,
+        **server_options(c),
     )
 
 

@@ -116,6 +116,8 @@ def cmd_check(args) -> int:
 
     for problem in config.problems():
         report("config", False, problem)
+    for warning in config.warnings():
+        print(f"warn config: {warning}")
     try:
         db = _db(config)
         roster = load_roster()
@@ -493,7 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        # Under systemd the journal stamps each line itself (JOURNAL_STREAM is set).
+        format=("%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM")
+                else "%(asctime)s %(levelname)s %(name)s: %(message)s"),
         stream=sys.stderr,
     )
     logging.getLogger("pymorphy3").setLevel(logging.WARNING)  # its dictionary-loading chatter

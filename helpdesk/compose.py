@@ -7,12 +7,19 @@ threaded with In-Reply-To/References and tagged ``[№ N]`` in the subject.
 """
 from __future__ import annotations
 
+import binascii
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from email import encoders
+from email import policy as email_policy
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import Compat32
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -120,6 +127,96 @@ class SchoolIdentity:
     attachment_limit_mb: float = 10.0
 
 
+class _LetterPolicy(Compat32):
+    """How composed letters are serialised: by the legacy (compat32) generator, several
+    times cheaper than ``email.policy.default``'s, for the header lines this module
+    writes (ASCII addresses, dates, Message-IDs; ``Header`` objects for Russian text,
+    RFC 2047-encoded in lines of at most 78 characters). A header value that the legacy
+    folding cannot keep correct, one with non-ASCII text in a plain string (an address
+    from a roster) or a word too long for a line (an attachment's RFC 2231 file name),
+    is folded by ``email.policy.default`` as before."""
+
+    _modern = email_policy.default
+
+    def _folded(self, name: str, value) -> str | None:
+        if not isinstance(value, str):
+            return None  # a Header: compat32 encodes and folds it
+        if not value.isascii() or max(map(len, value.split()), default=0) > 76 - len(name):
+            return self._modern.header_factory(name, value).fold(policy=self._modern)
+        if len(name) + len(value) + 2 <= self.max_line_length and "\n" not in value:
+            return f"{name}: {value}{self.linesep}"  # fits a line as it is
+        return None
+
+    def fold(self, name, value):
+        return self._folded(name, value) or super().fold(name, value)
+
+    def fold_binary(self, name, value):
+        folded = self._folded(name, value)
+        return folded.encode("ascii") if folded is not None else super().fold_binary(name, value)
+
+
+_POLICY = _LetterPolicy()
+_NEWLINES = re.compile(r"\r\n?")
+
+
+def _checked(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:  # as email.policy.default refuses them
+        raise ValueError(f"header {name}: values may not contain linefeed or carriage return characters")
+    return value
+
+
+def _text(name: str, value: str) -> str | Header:
+    """Free text (a subject, a display name): RFC 2047-encoded unless it is ASCII."""
+    _checked(name, value)
+    return value if value.isascii() else Header(value, "utf-8", header_name=name)
+
+
+def _from(name: str, address: str) -> str | Header:
+    """'Name <address>': an ASCII name quoted where RFC 5322 needs it, any other
+    RFC 2047-encoded (an encoded word needs no quoting)."""
+    if name.isascii():
+        return _checked("From", str(Address(display_name=name, addr_spec=address)))
+    header = _text("From", name)
+    header.append(f" <{address}>", "us-ascii")
+    return header
+
+
+def _boundary() -> str:
+    # Made here, so that the generator need not search the parts for it: "==" never
+    # occurs in quoted-printable text ("=" starts "=XX" or a soft line break) and "==="
+    # never in base64, the only encodings these letters use. Short enough for the
+    # Content-Type line to fit in 78 characters.
+    return f"==={secrets.token_hex(8)}==="
+
+
+def _text_part(content: str, subtype: str) -> MIMENonMultipart:
+    """A UTF-8 text part, quoted-printable (7-bit safe on any relay, readable anywhere),
+    its lines ending in one newline each, the last one included."""
+    part = MIMENonMultipart("text", subtype, policy=_POLICY, charset="utf-8")
+    del part["MIME-Version"]
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    content = _NEWLINES.sub("\n", content)
+    if not content.endswith("\n"):
+        content += "\n"
+    part.set_payload(binascii.b2a_qp(content.encode("utf-8"), istext=True).decode("ascii"))
+    return part
+
+
+def _attachment_part(att: Attachment) -> MIMEBase:
+    ctype, *params = (att.content_type or "application/octet-stream").split(";")
+    maintype, _, subtype = ctype.strip().partition("/")
+    part = MIMEBase(
+        maintype, subtype or "octet-stream", policy=_POLICY,
+        **dict((k.strip().lower(), v.strip().strip('"'))
+               for k, _, v in (p.partition("=") for p in params) if k.strip()),
+    )
+    del part["MIME-Version"]
+    part.set_payload(att.payload)
+    encoders.encode_base64(part)
+    part.add_header("Content-Disposition", "attachment", filename=att.filename or "attachment")
+    return part
+
+
 @dataclass(frozen=True)
 class Rendered:
     message_id: str
@@ -165,36 +262,38 @@ class Composer:
         now: datetime | None = None,
     ) -> Rendered:
         text, html = self.render(template, {"subject": subject, **context})
-        msg = EmailMessage()
-        msg["From"] = Address(from_name or self.school.name, addr_spec=self.school.address)
-        msg["To"] = ", ".join(to)
-        msg["Subject"] = subject
-        msg["Date"] = format_datetime(now or datetime.now().astimezone())
+        body = MIMEMultipart("alternative", boundary=_boundary(), policy=_POLICY)
+        body.attach(_text_part(text, "plain"))
+        body.attach(_text_part(html, "html"))
+        attachments = list(attachments)
+        if attachments:
+            msg = MIMEMultipart("mixed", boundary=_boundary(), policy=_POLICY)
+            del body["MIME-Version"]
+            msg.attach(body)
+            for att in attachments:
+                msg.attach(_attachment_part(att))
+        else:
+            msg = body
         message_id = self.new_message_id(template, number)
-        msg["Message-ID"] = message_id
+        fields = [
+            ("From", _from(from_name or self.school.name, self.school.address)),
+            ("To", ", ".join(to)),
+            ("Subject", _text("Subject", subject)),
+            ("Date", format_datetime(now or datetime.now().astimezone())),
+            ("Message-ID", message_id),
+        ]
         if reply_to:
-            msg["Reply-To"] = reply_to
+            fields.append(("Reply-To", reply_to))
         if in_reply_to:
-            msg["In-Reply-To"] = in_reply_to
+            fields.append(("In-Reply-To", in_reply_to))
         refs = [r for r in dict.fromkeys(references) if r]
         if refs:
-            msg["References"] = " ".join(refs)
+            fields.append(("References", " ".join(refs)))
         if template != "relay":
             # RFC 3834: notices are automatic, so vacation responders stay quiet. A relay
             # carries a teacher's own words and is not marked.
-            msg["Auto-Submitted"] = "auto-generated"
-        msg["X-Helpdesk-Appeal"] = str(number or "")
-        msg.set_content(text, cte="quoted-printable")
-        msg.add_alternative(html, subtype="html", cte="quoted-printable")
-        for att in attachments:
-            ctype, *params = (att.content_type or "application/octet-stream").split(";")
-            maintype, _, subtype = ctype.strip().partition("/")
-            msg.add_attachment(
-                att.payload, maintype=maintype, subtype=subtype or "octet-stream",
-                filename=att.filename or "attachment",
-                params=dict(
-                    (k.strip().lower(), v.strip().strip('"'))
-                    for k, _, v in (p.partition("=") for p in params) if k.strip()
-                ),
-            )
-        return Rendered(message_id=message_id, raw=msg.as_bytes(), recipients=tuple(to))
+            fields.append(("Auto-Submitted", "auto-generated"))
+        fields.append(("X-Helpdesk-Appeal", str(number or "")))
+        for name, value in fields:
+            msg[name] = value if isinstance(value, Header) else _checked(name, value)
+        return Rendered(message_id=message_id, raw=msg.as_bytes(policy=_POLICY), recipients=tuple(to))

@@ -30,6 +30,7 @@ CONFIG_ENV = "HELPDESK_CONFIG"
 DEFAULT_CONFIG_NAME = "config.toml"
 PASSWORD_ENV = {"imap": "HELPDESK_IMAP_PASSWORD", "smtp": "HELPDESK_SMTP_PASSWORD"}
 SECURITY_MODES = ("none", "starttls", "ssl")
+AUTH_MODES = ("password", "xoauth2")
 DEFAULT_PORTS = {
     "imap": {"ssl": 993, "starttls": 143, "none": 143},
     "smtp": {"ssl": 465, "starttls": 587, "none": 25},
@@ -70,6 +71,10 @@ class MailServerConfig:
     ca_file: Path | None  # extra CA bundle to trust (self-signed test servers)
     timeout: float
     password_problem: str | None = None  # why password_file gave nothing
+    tls_verify: bool = True  # false: the server's certificate is not checked (loud warning)
+    auth: str = "password"  # "password" (an app password) | "xoauth2" (an OAuth2 access token)
+    token_file: Path | None = None  # xoauth2: a file holding a current access token
+    token_command: str | None = None  # xoauth2: a command printing a fresh access token
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,14 @@ class SlaConfig:
 class DaemonConfig:
     interval: float = 60.0  # seconds between cycles when IDLE is off
     letter_timeout: float = 300.0  # one letter processed longer than this: restart
+    claim_lease: float = 300.0  # seconds a daemon's claim on outgoing letters holds unrenewed
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = False  # serve Prometheus metrics at http://listen:port/metrics
+    listen: str = "127.0.0.1"
+    port: int = 9464
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,11 @@ class DigestConfig:
     time: time = time(8, 0)  # school-local; working days only
     enabled: bool = True
     extra_addresses: tuple[str, ...] = ()  # besides the deputy and the director
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    bodies_days: int = 365  # letters' bodies of finished appeals kept this long; 0 = forever
 
 
 @dataclass(frozen=True)
@@ -159,6 +177,8 @@ class Config:
     outbox: OutboxConfig
     paths: PathsConfig
     digest: DigestConfig = None  # type: ignore[assignment]  # always set by load_config
+    retention: RetentionConfig = RetentionConfig()
+    metrics: MetricsConfig = MetricsConfig()
     unknown_keys: tuple[str, ...] = ()
 
     @property
@@ -177,10 +197,22 @@ class Config:
             found.append(f"paths.templates: directory {self.paths.templates} does not exist")
         return found
 
+    def warnings(self) -> list[str]:
+        """What works but was weakened on purpose (shown by ``helpdesk check``)."""
+        return [f"{name}.tls_verify is false: the certificate of {server.host} is NOT checked; "
+                f"anyone on the way can read the mail and the password (prefer {name}.ca_file)"
+                for name, server in (("imap", self.imap), ("smtp", self.smtp))
+                if not server.tls_verify and server.security != "none"]
+
 
 def _server_problems(name: str, server: MailServerConfig) -> list[str]:
     found = []
-    if server.password_problem:
+    if server.auth == "xoauth2":
+        if not server.token_file and not server.token_command:
+            found.append(f"{name}.auth is \"xoauth2\": give {name}.token_file or {name}.token_command")
+        elif server.token_file and not server.token_file.is_file():
+            found.append(f"{name}.token_file: {server.token_file} does not exist")
+    elif server.password_problem:
         found.append(f"{name}.password_file: {server.password_problem}")
     elif server.username and not server.password:
         found.append(
@@ -234,10 +266,17 @@ def _build(file: Path, data: dict[str, Any]) -> Config:
         daemon=DaemonConfig(
             interval=tables["daemon"].number("interval", 60.0, positive=True),
             letter_timeout=tables["daemon"].number("letter_timeout", 300.0, positive=True),
+            claim_lease=tables["daemon"].number("claim_lease", 300.0, positive=True),
         ),
         outbox=_outbox(tables["outbox"]),
         paths=_paths(tables["paths"], base),
         digest=_digest(tables["digest"]),
+        retention=RetentionConfig(bodies_days=tables["retention"].integer("bodies_days", 365, low=0)),
+        metrics=MetricsConfig(
+            enabled=tables["metrics"].flag("enabled", False),
+            listen=tables["metrics"].text("listen", "127.0.0.1") or "127.0.0.1",
+            port=tables["metrics"].integer("port", 9464, low=1, high=65535),
+        ),
     )
     unknown = [f"[{name}]" for name in data if name not in _SECTIONS]
     for table in tables.values():
@@ -308,11 +347,13 @@ class _Table:
 
 
 _SECTIONS = ("school", "imap", "smtp", "database", "hours", "sla", "daemon", "outbox", "digest",
-             "paths")
+             "paths", "retention", "metrics")
 
 
 def _resolve(base: Path, value: str) -> Path:
-    return Path(os.path.normpath(base / Path(value).expanduser()))
+    # $VARIABLES are expanded: password_file = "$CREDENTIALS_DIRECTORY/imap-password"
+    # reads a secret that systemd's LoadCredential= handed to the service.
+    return Path(os.path.normpath(base / Path(os.path.expandvars(value)).expanduser()))
 
 
 def _sla(t: _Table) -> SlaConfig:
@@ -377,6 +418,9 @@ def _server_fields(t: _Table, base: Path) -> dict[str, Any]:
         raise t.error("security", f"must be one of {', '.join(SECURITY_MODES)}; got {security!r}")
     port = t.integer("port", DEFAULT_PORTS[t.name][security], low=1, high=65535)
     password, source, problem = _password(t, base)
+    auth = t.text("auth", "password").lower()
+    if auth not in AUTH_MODES:
+        raise t.error("auth", f"must be one of {', '.join(AUTH_MODES)}; got {auth!r}")
     return dict(
         host=host,
         port=port,
@@ -388,6 +432,10 @@ def _server_fields(t: _Table, base: Path) -> dict[str, Any]:
         ca_file=t.path("ca_file", base),
         timeout=t.number("timeout", 30.0, positive=True),
         password_problem=problem,
+        tls_verify=t.flag("tls_verify", True),
+        auth=auth,
+        token_file=t.path("token_file", base),
+        token_command=t.text("token_command", "") or None,
     )
 
 
@@ -546,24 +594,31 @@ attachment_limit_mb = 10
 
 [imap]
 # The mailbox helpdesk reads. Presets (uncomment one and delete the lines they
-# replace below):
+# replace below; the README's "Mail providers" says what to switch on first).
+# Letters arrive in "INBOX" everywhere; the provider keeps a copy of what helpdesk
+# sends in its own sent folder ("Отправленные", "Sent Items"), which helpdesk never reads.
 #
-#   Yandex 360 (turn IMAP on in the mail settings; use an app password):
+#   Yandex 360 (mail settings -> "Почтовые программы": allow IMAP; an app password):
 #     host = "imap.yandex.ru"
 #     port = 993
 #     security = "ssl"
-#   Mail.ru (use a password for external applications):
+#     auth = "password"
+#   Mail.ru for business (a password for external applications):
 #     host = "imap.mail.ru"
 #     port = 993
 #     security = "ssl"
-#   Microsoft 365 (only where the tenant still allows password login for IMAP):
+#     auth = "password"
+#   Microsoft 365 (OAuth2 only: an access token from your OAuth helper):
 #     host = "outlook.office365.com"
 #     port = 993
 #     security = "ssl"
+#     auth = "xoauth2"
+#     token_command = "/usr/local/bin/m365-token imap"
 #   A self-hosted server (Dovecot and the like):
 #     host = "mail.example.org"
 #     port = 993
 #     security = "ssl"
+#     ca_file = "/etc/helpdesk/ca.pem"    # if its certificate is self-signed
 host = ${imap_host}
 # Default port: 993 with "ssl", 143 otherwise.
 port = ${imap_port}
@@ -578,8 +633,19 @@ username = ${username}
 #   3. password = "..." written here.
 # password_file = "/etc/helpdesk/imap-password"
 # password = ""
-# An extra CA certificate to trust, for a server with a self-signed certificate.
+# How helpdesk logs in: "password" (an app password, above) or "xoauth2" (an
+# OAuth2 access token, Microsoft 365). helpdesk does not run OAuth flows itself:
+# the token is read from token_file, or printed by token_command (run before each
+# login, so it can refresh the token); the username is the mailbox address.
+# auth = "xoauth2"
+# token_file = "/run/credentials/helpdesk.service/imap-token"
+# token_command = "/usr/local/bin/m365-token imap"
+# The server's TLS certificate is always checked. For a self-signed certificate
+# give the certificate (or its CA) here:
 # ca_file = "/etc/helpdesk/ca.pem"
+# Or, only as a last resort, switch the check off (anyone on the way can then read
+# the mail and the password; `helpdesk check` and the log warn about it):
+# tls_verify = false
 # The folder where letters to the school arrive.
 folder = "INBOX"
 # Wait for new letters with IMAP IDLE (the server announces them at once).
@@ -602,18 +668,20 @@ quarantine_folder = "Quarantine"
 # The server helpdesk sends its letters through, as the school address.
 # Presets:
 #
-#   Yandex 360:
+#   Yandex 360 (the same app password as for IMAP):
 #     host = "smtp.yandex.ru"
 #     port = 465
 #     security = "ssl"
-#   Mail.ru:
+#   Mail.ru for business:
 #     host = "smtp.mail.ru"
 #     port = 465
 #     security = "ssl"
-#   Microsoft 365:
+#   Microsoft 365 (SMTP AUTH switched on for the mailbox; OAuth2):
 #     host = "smtp.office365.com"
 #     port = 587
 #     security = "starttls"
+#     auth = "xoauth2"
+#     token_command = "/usr/local/bin/m365-token smtp"
 #   A self-hosted server (Postfix and the like):
 #     host = "mail.example.org"
 #     port = 587
@@ -627,6 +695,9 @@ username = ${username}
 # As for IMAP: HELPDESK_SMTP_PASSWORD, then password_file, then password.
 # password_file = "/etc/helpdesk/smtp-password"
 # password = ""
+# As for IMAP: auth, token_file, token_command, ca_file, tls_verify.
+# auth = "xoauth2"
+# token_command = "/usr/local/bin/m365-token smtp"
 # ca_file = "/etc/helpdesk/ca.pem"
 timeout = 30
 
@@ -668,6 +739,18 @@ interval = 60
 # A letter whose processing takes longer than this many seconds means something
 # hangs: the daemon restarts itself; after three tries the letter is quarantined.
 letter_timeout = 300
+# Several daemons on one PostgreSQL database: seconds a daemon's claim on the
+# letters it is sending holds without renewal. After a crash on another host its
+# letters are sent by the others once the claim has run out.
+claim_lease = 300
+
+[metrics]
+# An optional Prometheus endpoint, http://listen:port/metrics (letters ingested,
+# appeals by state, outbox queue length, send failures, IMAP reconnects, cycle
+# and SLA sweep durations, last successful poll).
+enabled = false
+listen = "127.0.0.1"
+port = 9464
 
 [outbox]
 # How many times a letter is tried before it is given up as undeliverable.
@@ -686,6 +769,14 @@ time = "08:00"
 enabled = true
 # More recipients (addresses outside the school domain get students' names too).
 extra_addresses = []
+
+[retention]
+# Personal data of minors is kept no longer than needed. `helpdesk purge` (daily,
+# from the helpdesk-purge.timer) removes the bodies and attachments of letters of
+# appeals answered or closed more than this many days ago; the appeals themselves
+# (dates, class, subject, category, teacher, status) stay for the statistics.
+# 0 = keep everything forever.
+bodies_days = 365
 
 [paths]
 # Letter templates (default: the templates that come with helpdesk).
@@ -743,6 +834,7 @@ def _toml_string(text: str) -> str:
 
 __all__: list[str] = [
     "CONFIG_ENV",
+    "AUTH_MODES",
     "PASSWORD_ENV",
     "SECURITY_MODES",
     "Config",
@@ -754,6 +846,7 @@ __all__: list[str] = [
     "MailServerConfig",
     "OutboxConfig",
     "PathsConfig",
+    "RetentionConfig",
     "SchoolConfig",
     "SlaConfig",
     "SmtpConfig",

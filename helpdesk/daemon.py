@@ -32,7 +32,11 @@ from .ingest.imap import CONNECTION_ERRORS, Mailbox
 from .ingest.runner import ingest
 from .ingest.tidy import tidy
 from .outbox.sender import drain, recover_in_flight
+from .pipeline import pending_letter_ids
+from .store.db import keep_session_lock, letter_claim
 from .digest.send import due_digest, send_digest
+from .metrics import Metrics, record_heartbeat, record_sweep
+from .notify import Notifier
 from .sla.sweep import sweep
 from .store.models import Letter, Outgoing, as_aware, database, utcnow
 
@@ -107,6 +111,11 @@ class Watchdog:
 
     def stop(self) -> None:
         self._stopped.set()
+
+    def hanging(self) -> bool:
+        """Whether the letter in hand has been in processing for longer than ``timeout``."""
+        current = self._current
+        return current is not None and time.monotonic() - current[1] > self.timeout
 
     @contextmanager
     def watching(self, letter_id: int) -> Iterator[None]:
@@ -187,6 +196,8 @@ class Daemon:
     slice_seconds = 2.0
     # One letter processed for longer than this means something hangs (see Watchdog).
     letter_timeout = 300.0
+    # The daemon's heartbeat row (for ``helpdesk status``) is written at most this often.
+    heartbeat_every = 10.0
 
     def __init__(self, config: Config, only: tuple[str, ...] = STAGES,
                  now: datetime | None = None) -> None:
@@ -205,6 +216,15 @@ class Daemon:
         self._watchdog: Watchdog | None = None
         self._processor = None
         self._roster = None
+        self._ingesting: bool | None = None  # holds the mailbox's ingest lock (None: not asked yet)
+        # systemd (sd_notify) and Prometheus; both do nothing unless asked for.
+        self.notifier = Notifier()
+        self.metrics = Metrics(app.imap_settings(config).mailbox_key)
+        self._cycle_end = time.monotonic()  # when the last cycle completed
+        self._last_ping = float("-inf")
+        self._last_heartbeat = float("-inf")
+        self._status = ""
+        self._activity = "none yet"
 
     def _outages(self) -> tuple[Outage, ...]:
         return (self.imap, self.smtp, self.db, self.processing)
@@ -216,8 +236,10 @@ class Daemon:
 
     def cycle(self) -> CycleResult:
         result = CycleResult()
-        if not self.db.due():
+        if not self.db.due():  # waiting out a database outage is a healthy loop too
+            self._cycle_end = time.monotonic()
             return result
+        began = time.monotonic()
         try:
             if "ingest" in self.only:
                 self._ingest(result)
@@ -232,16 +254,21 @@ class Daemon:
                 self._digest(result)
             if "outbox" in self.only:
                 self._send(result)
+            if time.monotonic() - self._last_heartbeat >= self.heartbeat_every:
+                record_heartbeat()
+                self._last_heartbeat = time.monotonic()
         except DATABASE_ERRORS as exc:
             result.errors.append(f"database: {exc}")
             self.db.failed(_describe(exc))
             _reconnect_database()
         else:
             self.db.recovered()
+        self._cycle_end = time.monotonic()
+        self.metrics.observe_cycle(result, self._cycle_end - began)
         return result
 
     def _ingest(self, result: CycleResult) -> None:
-        if self.stopping or not self.imap.due():
+        if self.stopping or not self.imap.due() or not self._ingest_turn():
             return
         try:
             mailbox = self._ensure_mailbox()
@@ -254,6 +281,22 @@ class Daemon:
             return
         self.imap.recovered()
         result.fetched, result.duplicates = got.stored, got.duplicates
+
+    def _ingest_turn(self) -> bool:
+        """Whether this process ingests the mailbox: one process at a time per mailbox
+        (a PostgreSQL advisory lock held by this connection from the first cycle it
+        is free; on SQLite always). The other daemons stand by for ingest only."""
+        key = app.imap_settings(self.config).mailbox_key
+        mine = keep_session_lock(f"helpdesk/mailbox/{key}")
+        if mine != self._ingesting:
+            if not mine:
+                log.info("mailbox %s is ingested by another process; this one stands by "
+                         "(it still processes, sends and sweeps)", key)
+                self._drop_mailbox()
+            elif self._ingesting is not None:
+                log.info("mailbox %s: this process ingests it now", key)
+            self._ingesting = mine
+        return mine
 
     def _tidy(self, result: CycleResult) -> None:
         if self.stopping or self.mailbox is None or self.imap.down:
@@ -278,34 +321,38 @@ class Daemon:
     def _process(self, result: CycleResult) -> None:
         if self.stopping or not self.processing.due():
             return
-        pending = [i for (i,) in Letter.select(Letter.id).where(Letter.status == "new")
-                   .order_by(Letter.id).tuples()]
-        if not pending:
-            return
-        processor = self._current_processor()
+        processor = None
         deadline = time.monotonic() + self.slice_seconds
-        for letter_id in pending:
+        for letter_id in pending_letter_ids():  # read in pages, never the whole backlog
             if self.stopping:
                 return
             if time.monotonic() > deadline:
                 result.more = True
                 return
-            try:
-                with self._watching(letter_id):
-                    outcome = processor.process_one(letter_id)
-            except DATABASE_ERRORS:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a bug: traceback once, then back off
-                result.errors.append(f"process: {_describe(exc)}")
-                self.processing.failed(f"letter {letter_id}: {_describe(exc)}", exc)
-                return
+            # Several daemons on one PostgreSQL: each letter is claimed first (an advisory
+            # lock on its sender, held while it is processed); one claimed elsewhere is skipped.
+            with letter_claim(letter_id) as mine:
+                if not mine:
+                    continue
+                processor = processor or self._current_processor()
+                try:
+                    with self._watching(letter_id):
+                        outcome = processor.process_one(letter_id)
+                except DATABASE_ERRORS:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a bug: traceback once, then back off
+                    result.errors.append(f"process: {_describe(exc)}")
+                    self.processing.failed(f"letter {letter_id}: {_describe(exc)}", exc)
+                    return
             self.processing.recovered()
             result.processed[outcome] = result.processed.get(outcome, 0) + 1
+            _log_processed(letter_id, outcome)
 
     def _sla(self, result: CycleResult) -> None:
         """Reminders and escalations that are due (cheap when nothing is: one indexed query)."""
         if self.stopping:
             return
+        began = time.monotonic()
         try:
             swept = sweep(self.config, self.now)
         except DATABASE_ERRORS:
@@ -314,6 +361,8 @@ class Daemon:
             result.errors.append(f"sla: {_describe(exc)}")
             self.processing.failed(f"SLA sweep: {_describe(exc)}", exc)
             return
+        self.metrics.sweep_seconds.observe(time.monotonic() - began)
+        record_sweep()
         if swept.letters:
             log.info(swept.summary())
             result.sla_letters += len(swept.letters)
@@ -364,7 +413,8 @@ class Daemon:
         deadline = time.monotonic() + self.slice_seconds
         try:
             sent = drain(app.smtp_settings(self.config), app.retry_policy(self.config),
-                         should_stop=lambda: self.stopping or time.monotonic() > deadline)
+                         should_stop=lambda: self.stopping or time.monotonic() > deadline,
+                         lease=self.config.daemon.claim_lease)
         except DATABASE_ERRORS:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug: traceback once, then back off
@@ -387,6 +437,7 @@ class Daemon:
             mailbox = Mailbox(app.imap_settings(self.config))
             mailbox.connect()
             self.mailbox = mailbox
+            self.metrics.imap_connected()
         return self.mailbox
 
     def _drop_mailbox(self) -> None:
@@ -411,6 +462,7 @@ class Daemon:
     def request_stop(self, *_args) -> None:
         if not self.stopping:
             log.info("stop requested: finishing the letter in hand")
+            self.notifier.stopping()
         self.stopping = True
 
     def run_forever(self) -> None:
@@ -424,19 +476,82 @@ class Daemon:
         self._prepare()
         main = threading.current_thread() is threading.main_thread()
         on_hang = self.on_hang or (restart_process if main else _report_hang)
+        watchdog_seconds = self.notifier.watchdog_seconds
+        if watchdog_seconds and self.letter_timeout >= watchdog_seconds:
+            # systemd would kill a hung process first, without saying which letter hung.
+            self.letter_timeout = watchdog_seconds * 0.75
+            log.info("systemd watchdog: %g s; a letter processed for longer than %g s "
+                     "restarts helpdesk", watchdog_seconds, self.letter_timeout)
         self._watchdog = Watchdog(self.letter_timeout, on_hang).start()
+        self._serve_metrics()
         log.info("helpdesk running for %s", self.config.school.address)
+        ready = False
         try:
             while not self.stopping:
                 result = self.cycle()
                 if result.busy:
                     log.info(result.summary())
+                self._report(result)
+                if not ready:
+                    self.notifier.ready(self._status)
+                    ready = True
                 if not self.stopping and not result.more:
                     self._wait_for_work()
         finally:
             self._watchdog.stop()
             self._drop_mailbox()
+            self.metrics.stop()
+            self.notifier.close()
         log.info("helpdesk stopped")
+
+    # --- telling systemd and Prometheus -------------------------------------------
+
+    def _serve_metrics(self) -> None:
+        m = self.config.metrics
+        if not m.enabled:
+            return
+        try:
+            self.metrics.serve(m.listen, m.port)
+        except OSError as exc:  # the mail matters more than the metrics: go on without them
+            log.error("metrics endpoint %s:%d cannot be opened: %s; running without it",
+                      m.listen, m.port, exc)
+
+    def _report(self, result: CycleResult) -> None:
+        """After a cycle: a watchdog ping if healthy, and STATUS= when it changed."""
+        self._ping_watchdog()
+        if not self.notifier.enabled:
+            return
+        if result.busy:
+            self._activity = f"{datetime.now(timezone.utc):%H:%M:%S} UTC: {result.summary()}"
+        down = [o.name for o in self._outages() if o.down]
+        status = "; ".join(["working through a backlog" if result.more else "waiting for mail",
+                            *(f"DOWN: {name}" for name in down), f"last activity {self._activity}"])
+        if status != self._status:
+            self._status = status
+            self.notifier.status(status)
+
+    def healthy(self) -> bool:
+        """A cycle completed within half the watchdog interval and no letter hangs."""
+        seconds = self.notifier.watchdog_seconds
+        if seconds is None:
+            return True
+        hanging = self._watchdog is not None and self._watchdog.hanging()
+        return not hanging and time.monotonic() - self._cycle_end <= seconds / 2
+
+    def _ping_watchdog(self) -> None:
+        """WATCHDOG=1, at most every quarter of the interval, only while healthy.
+        Called from the main loop alone: a loop that is stuck stops the pings."""
+        seconds = self.notifier.watchdog_seconds
+        if seconds is None or time.monotonic() - self._last_ping < seconds / 4:
+            return
+        if self.healthy():
+            self.notifier.watchdog()
+            self._last_ping = time.monotonic()
+
+    def _waiting(self) -> bool:
+        """The stop check of a wait, which also keeps the watchdog fed."""
+        self._ping_watchdog()
+        return self.stopping
 
     # --- waiting ----------------------------------------------------------------
 
@@ -448,6 +563,8 @@ class Daemon:
     def _wait_seconds(self, idle: bool) -> float:
         """Until the next thing is due: new mail (poll), a retry, a queued letter."""
         limits = [self.config.imap.poll_interval if idle else self.config.daemon.interval]
+        if self.notifier.watchdog_seconds:  # a cycle within half the watchdog interval
+            limits.append(self.notifier.watchdog_seconds * 0.4)
         now = time.monotonic()
         limits += [o.retry_at - now for o in self._outages() if o.down]
         if "outbox" in self.only and not (self.smtp.down or self.db.down):
@@ -460,7 +577,7 @@ class Daemon:
             seconds = self._wait_seconds(idle)
             if idle and seconds > 0:
                 assert self.mailbox is not None
-                self.mailbox.wait(seconds, self._should_stop)
+                self.mailbox.wait(seconds, self._waiting)
                 return
         except DATABASE_ERRORS:
             seconds = self.config.daemon.interval
@@ -471,7 +588,7 @@ class Daemon:
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
+        while not self._waiting() and time.monotonic() < deadline:
             time.sleep(min(0.2, deadline - time.monotonic()))
 
 
@@ -483,6 +600,14 @@ def _next_letter_due() -> float:
         return 24 * 3600.0
     due = as_aware(row.next_attempt_at)
     return max(0.0, (due.replace(tzinfo=None) - utcnow()).total_seconds())
+
+
+def _log_processed(letter_id: int, outcome: str) -> None:
+    """One line per processed letter: its id, UID and the appeal it went to (no contents)."""
+    row = Letter.select(Letter.uid, Letter.appeal).where(Letter.id == letter_id).tuples().first()
+    uid, appeal = row if row else (None, None)
+    log.info("letter %s (UID %s): %s%s", letter_id, uid, outcome,
+             f" (appeal {appeal})" if appeal is not None else "")
 
 
 def _describe(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Iterator
 from zoneinfo import ZoneInfo
 
 from peewee import fn
@@ -34,7 +35,8 @@ from .routing.router import router_for
 from .routing.store import record_correction
 from .sla.calendar import WorkCalendar
 from .sla.ladder import DEFAULT_LADDER, Ladder
-from .sla.plan import cancel_steps, schedule_steps
+from .sla.plan import cancel_steps, plan_new_appeal, schedule_steps
+from .store.db import commit_without_flush
 from .store.models import Appeal, Event, Letter, Outgoing, as_aware, database, to_utc_naive, utcnow
 from .store.threads import find_service_letter, find_thread
 from .invite import consultation_ics
@@ -64,6 +66,25 @@ def record(kind: str, message: str, *, appeal=None, letter=None, **data) -> Even
         kind=kind, message=message, appeal=appeal, letter=letter,
         data=json.dumps(data, ensure_ascii=False, default=str),
     )
+
+
+PENDING_BATCH = 200  # stored letters selected per query by ``pending_letter_ids``
+
+
+def pending_letter_ids(batch: int = PENDING_BATCH) -> Iterator[int]:
+    """Ids of the stored letters still to process (status ``new``), in order, read
+    ``batch`` at a time (keyset paging): a backlog is never read into memory whole.
+    A letter is yielded when it was ``new`` at its page's query; a caller that
+    shares the database with other daemons claims it before processing."""
+    last = 0
+    while True:
+        page = [i for (i,) in Letter.select(Letter.id)
+                .where((Letter.status == "new") & (Letter.id > last))
+                .order_by(Letter.id).limit(batch).tuples()]
+        yield from page
+        if len(page) < batch:
+            return
+        last = page[-1]
 
 
 class Processor:
@@ -98,16 +119,17 @@ class Processor:
 
     def process_pending(self, limit: int | None = None) -> ProcessResult:
         result = ProcessResult()
-        query = Letter.select(Letter.id).where(Letter.status == "new").order_by(Letter.id)
-        if limit:
-            query = query.limit(limit)
-        for (letter_id,) in query.tuples():
+        for n, letter_id in enumerate(pending_letter_ids(), start=1):
             result.add(self.process_one(letter_id))
+            if limit and n >= limit:
+                break
         return result
 
     def process_one(self, letter_id: int) -> str:
         row = Letter.get_by_id(letter_id)
-        Letter.update(attempts=Letter.attempts + 1).where(Letter.id == letter_id).execute()
+        with database.atomic():  # the poison-letter count, committed before the work
+            commit_without_flush()  # losing it in a database-server crash costs one more try
+            Letter.update(attempts=Letter.attempts + 1).where(Letter.id == letter_id).execute()
         if row.attempts + 1 > MAX_ATTEMPTS:
             return self._quarantine(row, "обработка письма несколько раз завершилась ошибкой")
         try:
@@ -168,16 +190,22 @@ class Processor:
             status="processed", kind=kind, appeal=appeal.number, reason=" ".join(reasons)
         ).where(Letter.id == row.id).execute()
 
-    def _queue(self, rendered, kind: str, appeal: Appeal | None, row: Letter | None) -> Outgoing:
-        return Outgoing.create(
-            appeal=appeal.number if appeal else None,
-            letter=row.id if row else None,
-            kind=kind,
-            mail_from=self.school.address,
-            recipients=json.dumps(list(rendered.recipients)),
-            message_id=rendered.message_id,
-            raw=rendered.raw,
-        )
+    def _queue(self, rendered, kind: str, appeal: Appeal | None, row: Letter | None) -> None:
+        self._queue_all([(rendered, kind)], appeal, row)
+
+    def _queue_all(self, letters, appeal: Appeal | None, row: Letter | None) -> None:
+        """Queue rendered letters, (rendered, kind) pairs, in this order, with one INSERT."""
+        if letters:
+            Outgoing.insert_many([
+                {"appeal": appeal.number if appeal else None,
+                 "letter": row.id if row else None,
+                 "kind": kind,
+                 "mail_from": self.school.address,
+                 "recipients": json.dumps(list(rendered.recipients)),
+                 "message_id": rendered.message_id,
+                 "raw": rendered.raw}
+                for rendered, kind in letters
+            ]).execute()
 
     def _deadline(self, received: datetime) -> tuple[datetime, tuple[str, ...]]:
         deadline = self.calendar.deadline(received, self.window_days)
@@ -220,7 +248,7 @@ class Processor:
             received_at=to_utc_naive(received),
             due_at=to_utc_naive(due),
         )
-        schedule_steps(appeal, self.calendar, self.ladder, window_days=self.window_days, start=received)
+        plan_new_appeal(appeal, self.calendar, self.ladder, window_days=self.window_days, start=received)
         self._mark(row, "appeal", appeal, verdict.reasons)
         record(
             "appeal_created",
@@ -240,6 +268,7 @@ class Processor:
             "too_big": self._split_attachments(parsed)[1],
             "limit_mb": f"{self.school.attachment_limit_mb:g}",
         }
+        letters = []
         if not self._ack_allowed(parsed.from_addr):
             record("ack_limited",
                    f"Подтверждение для {parsed.from_addr} не отправлено: за последний час этому адресу "
@@ -247,15 +276,16 @@ class Processor:
                    "Обращение зарегистрировано и передано исполнителю.",
                    appeal=appeal.number, letter=row.id)
         else:
-            self._queue(self.composer.build(
+            letters.append((self.composer.build(
                 "ack", context,
                 to=[parsed.from_addr],
                 subject=reply_subject(parsed.subject, appeal.number),
                 number=appeal.number,
                 in_reply_to=parsed.message_id,
                 references=list(parsed.references) + [parsed.message_id or ""],
-            ), "ack", appeal, row)
-        self._send_to_assignee(appeal, d.assignee, reasons, parsed, row)
+            ), "ack"))
+        letters.append((self._assignee_letter(appeal, d.assignee, reasons, parsed), "to_assignee"))
+        self._queue_all(letters, appeal, row)
         return "appeal"
 
     def _split_attachments(self, parsed: ParsedLetter | None) -> tuple[list, list[str]]:
@@ -277,9 +307,12 @@ class Processor:
         if not self.ack_limit:
             return True
         since = utcnow() - timedelta(hours=1)
+        # An acknowledgement goes to the sender of its appeal only: counted through the
+        # indexed appeal.sender and outgoing.appeal, not by scanning the whole outbox.
         sent = (Outgoing.select()
-                .where((Outgoing.kind == "ack") & (Outgoing.created_at >= since)
-                       & (Outgoing.recipients == json.dumps([address])))
+                .join(Appeal, on=(Outgoing.appeal == Appeal.number))
+                .where((Appeal.sender == address) & (Outgoing.kind == "ack")
+                       & (Outgoing.created_at >= since))
                 .count())
         return sent < self.ack_limit
 
@@ -578,12 +611,16 @@ class Processor:
 
     def _send_to_assignee(self, appeal: Appeal, email: str, reasons: list[str],
                           parsed: ParsedLetter | None, letter) -> None:
+        self._queue(self._assignee_letter(appeal, email, reasons, parsed), "to_assignee", appeal, letter)
+
+    def _assignee_letter(self, appeal: Appeal, email: str, reasons: list[str],
+                         parsed: ParsedLetter | None):
         """The appeal letter to its (new) assignee: who wrote, why it is theirs, the letter."""
         attachments, left_out = self._split_attachments(parsed)
         if left_out:
             reasons = [*reasons, "Слишком большие вложения не пересланы (они сохранены в письме, "
                        "автору сообщено): " + ", ".join(left_out) + "."]
-        rendered = self.composer.build(
+        return self.composer.build(
             "to_assignee",
             {
                 "appeal": appeal,
@@ -605,4 +642,3 @@ class Processor:
             reply_to=self.school.address,
             attachments=attachments,
         )
-        self._queue(rendered, "to_assignee", appeal, letter)

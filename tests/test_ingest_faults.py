@@ -317,23 +317,25 @@ def test_a_crash_between_flagging_and_storing_loses_nothing(fresh, tmp_path, cor
     config = load_config(make_config(tmp_path, fresh))
     students = corpus_roster.students[:3]
     fresh.send_many([(question(s, n), s.email, [SCHOOL]) for n, s in enumerate(students)])
-    real_take_in = runner_module._take_in
-    taken = []
+    real_store = runner_module.store_letter
+    stored = []
 
-    def crash_after_one(*args):
-        if taken:
+    def crash_after_one(*args):  # killed in the middle of storing a fetched batch
+        if stored:
             raise SystemExit("killed")
-        taken.append(real_take_in(*args))
+        stored.append(real_store(*args))
+        return stored[-1]
 
-    monkeypatch.setattr(runner_module, "_take_in", crash_after_one)
+    monkeypatch.setattr(runner_module, "store_letter", crash_after_one)
     with Mailbox(imap_settings(config)) as mailbox, pytest.raises(SystemExit):
         runner_module.ingest(mailbox)
-    assert Letter.select().count() == 1
-    monkeypatch.setattr(runner_module, "_take_in", real_take_in)
+    assert stored == [True]
+    assert Letter.select().count() == 0  # the batch and the mark rolled back together
+    monkeypatch.setattr(runner_module, "store_letter", real_store)
     with Mailbox(imap_settings(config)) as mailbox:
         result = runner_module.ingest(mailbox)
         flags = mailbox.client.get_flags(mailbox.client.search("ALL"))
-    assert (result.stored, result.duplicates) == (2, 0)
+    assert (result.stored, result.duplicates) == (3, 0)
     assert Letter.select().count() == 3
     assert all(b"\\Seen" in f for f in flags.values())
 

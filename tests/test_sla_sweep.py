@@ -17,7 +17,7 @@ from helpdesk.roster.store import save_roster
 from helpdesk.sla.ladder import DEFAULT_LADDER, ESCALATION, REMINDER, build_ladder, ladder_from_config
 from helpdesk.sla.models import CANCELLED, FIRED, PENDING, SKIPPED, SlaStep
 from helpdesk.sla.pending import pending_steps
-from helpdesk.sla.plan import cancel_steps, schedule_steps
+from helpdesk.sla.plan import cancel_steps, plan_new_appeal, schedule_steps
 from helpdesk.sla.sweep import sweep
 from helpdesk.store.db import open_database
 from helpdesk.store.models import Appeal, Event, Letter, Outgoing, as_aware, to_utc_naive, utcnow
@@ -388,3 +388,22 @@ def test_window_setting_is_honoured(school):
     assert sweep(half, as_aware(reminder.due_at)).letters[0].kind == "reminder"
 
 
+
+
+@SQLITE_ONLY
+def test_a_new_appeal_is_planned_as_schedule_steps_plans_it(school):
+    """The processing stage plans a just-created appeal with one INSERT; the rows are
+    those ``schedule_steps`` would store, and ``schedule_steps`` then finds them."""
+    planned = new_appeal(school)
+    assert plan_new_appeal(planned, calendar(school), DEFAULT_LADDER, window_days=1.0,
+                           start=RECEIVED) == 3
+    looked_up = new_appeal(school)
+    expected = schedule_steps(looked_up, calendar(school), DEFAULT_LADDER, start=RECEIVED)
+    rows = list(SlaStep.select().where(SlaStep.appeal == planned.number).order_by(SlaStep.level))
+    assert ([(s.level, s.kind, s.planned_for, s.due_at, s.state) for s in rows]
+            == [(s.level, s.kind, s.planned_for, s.due_at, s.state) for s in expected])
+    assert schedule_steps(planned, calendar(school), DEFAULT_LADDER) == rows  # nothing to add
+    set_status(planned, "answered")
+    answered = Appeal.get_by_id(planned.number)
+    assert plan_new_appeal(answered, calendar(school), DEFAULT_LADDER, window_days=1.0,
+                           start=RECEIVED) == 0

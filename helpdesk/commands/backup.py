@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 
@@ -18,21 +19,24 @@ def cmd_backup(args) -> int:
         raise CliError(f"{source}: no database yet (run 'helpdesk init')")
     target = Path(args.path)
     if args.path.endswith(("/", os.sep)):
-        target.mkdir(parents=True, exist_ok=True)  # "backup /backup/": a directory, made if missing
+        target.mkdir(parents=True, exist_ok=True, mode=0o700)  # "backup /backup/": made if missing
     if target.is_dir():
         target = target / source.name
     if target.exists() and not args.force:
         raise CliError(f"{target}: exists; give --force to overwrite it")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise CliError(f"cannot create {target.parent}: {exc}") from exc
     partial = target.with_name(target.name + ".partial")
     # SQLite's online backup: a consistent snapshot even while the daemon writes.
     try:
-        with sqlite3.connect(source) as src, sqlite3.connect(partial) as dst:
+        partial.unlink(missing_ok=True)  # left by an interrupted backup
+        # Personal data of minors: owner only from the first byte, not chmod-ed afterwards.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(partial)) as dst:
             src.backup(dst)
-        os.chmod(partial, 0o600)  # personal data of minors: owner only
+        os.chmod(partial, 0o600)
         os.replace(partial, target)
     except (OSError, sqlite3.Error) as exc:
         raise CliError(f"backup to {target} failed: {exc}") from exc

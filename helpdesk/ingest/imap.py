@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from ..auth import AuthError, imap_login
 from ..tls import client_context
 
 log = logging.getLogger("helpdesk.imap")
@@ -53,6 +54,9 @@ class ImapSettings:
     ca_file: str | None = None
     processed_folder: str = ""  # dealt-with letters are moved here ("" = they stay)
     quarantine_folder: str = ""  # quarantined letters are moved here ("" = they stay)
+    auth: str = "password"  # password | xoauth2 (see helpdesk.auth)
+    token_file: str | None = None
+    token_command: str | None = None
 
     @property
     def mailbox_key(self) -> str:
@@ -152,8 +156,8 @@ class Mailbox:
             raise MailboxError(f"cannot connect to IMAP {s.host}:{s.port} ({s.security}): {exc}") from exc
         self.client = client
         try:
-            client.login(s.username, s.password or "")
-        except (OSError, IMAPClientError) as exc:
+            imap_login(client, s)
+        except (OSError, IMAPClientError, AuthError) as exc:
             self.abandon()
             raise MailboxError(f"IMAP login as {s.username!r} failed: {exc}") from exc
         try:

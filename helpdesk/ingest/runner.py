@@ -18,6 +18,7 @@ from email.policy import compat32
 from email.utils import parseaddr
 from typing import Callable
 
+from ..store.db import commit_without_flush
 from ..store.models import Event, Letter, MailboxState, database, to_utc_naive, utcnow
 from ..understand.parse import decode_header_value
 from .imap import FetchedLetter, Mailbox
@@ -193,17 +194,23 @@ def _reset_for_new_uidvalidity(key: str, state: MailboxState, mailbox: Mailbox,
     state.uidvalidity, state.last_uid = mailbox.uidvalidity, 0
 
 
-def _take_in(key: str, mailbox: Mailbox, state: MailboxState, fetched: FetchedLetter,
+def _take_in(key: str, mailbox: Mailbox, state: MailboxState, letters: list[FetchedLetter],
              result: IngestResult) -> None:
-    """Store one letter and move the mark past it, in one transaction."""
+    """Store a fetched batch and move the mark past it, in one transaction.
+
+    The commit does not wait for the database's disk flush: were the database
+    server to crash and forget it, the letters and the mark would be forgotten
+    together, and the letters fetched again -- nothing is lost."""
+    if not letters:
+        return
     with database.atomic():
-        if store_letter(key, mailbox.uidvalidity, fetched):
-            result.stored += 1
-        else:
-            result.duplicates += 1
-        MailboxState.update(last_uid=fetched.uid, last_poll_at=utcnow()).where(
+        commit_without_flush()
+        stored = sum(store_letter(key, mailbox.uidvalidity, fetched) for fetched in letters)
+        MailboxState.update(last_uid=max(f.uid for f in letters), last_poll_at=utcnow()).where(
             MailboxState.id == state.id
         ).execute()
+    result.stored += stored  # counted once committed
+    result.duplicates += len(letters) - stored
 
 
 def ingest(mailbox: Mailbox, limit: int | None = None,
@@ -213,6 +220,10 @@ def ingest(mailbox: Mailbox, limit: int | None = None,
     Letters are flagged right after they are fetched and before they are
     stored: a crash in between leaves a flagged letter above the mark, which
     the next run fetches again, never a stored letter without the flag.
+
+    A backlog is streamed: FETCH by FETCH (at most ``FETCH_BATCH`` letters and
+    about ``FETCH_BYTES`` each), every batch stored before the next is fetched,
+    so memory does not grow with the number of letters waiting.
     """
     key = mailbox.settings.mailbox_key
     result = IngestResult()
@@ -228,7 +239,6 @@ def ingest(mailbox: Mailbox, limit: int | None = None,
             break
         letters = list(mailbox.fetch(chunk, batch=len(chunk)))
         mailbox.mark_processed([letter.uid for letter in letters])
-        for fetched in letters:
-            _take_in(key, mailbox, state, fetched, result)
+        _take_in(key, mailbox, state, letters, result)
     MailboxState.update(last_poll_at=utcnow()).where(MailboxState.id == state.id).execute()
     return result

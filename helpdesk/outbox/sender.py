@@ -1,34 +1,51 @@
 """The outbox runner: queued letters -> SMTP, each sent once.
 
-A row is marked ``sending`` (committed) before the SMTP transaction and
-``sent`` right after it, so a crash can repeat at most the one letter in
-flight, and that letter keeps its Message-ID so mail clients fold the copy.
+Letters are *claimed* in batches before the SMTP transaction: one short
+statement marks up to ``CLAIM_BATCH`` due rows ``sending`` with this process as
+owner (``claimed_by``: host/pid/start token) and a lease (``lease_until``). On
+PostgreSQL the rows are picked with FOR UPDATE SKIP LOCKED, so several daemons
+(or hosts) on one database never claim the same letter; SQLite has one writer at
+a time. A letter is marked ``sent`` right after the server accepted it, so a
+crash can repeat at most the one letter in flight, and that letter keeps its
+Message-ID so mail clients fold the copy. A letter left ``sending`` goes back to
+the queue only when its owner is gone: its lease ran out, or its process is
+known dead on this host (``recover_in_flight``, at start and every drain) --
+never while another daemon may still be sending it.
+
 A refusal of one letter is retried with exponential backoff and jitter when
 it is temporary (4xx, a dropped connection); a permanent refusal (5xx) or too
 many attempts marks the row ``failed`` with the server's words, never silently.
 A server that cannot be reached at all (refused, timed out, login failed) is
-not the letters' fault: they stay queued with their attempts untouched, and
-the result says ``unreachable`` so the daemon can back off as a whole.
+not the letters' fault: they go back to the queue with their attempts untouched,
+and the result says ``unreachable`` so the daemon can back off as a whole.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import secrets
+import socket
 import ssl
+import threading
+import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable
 
 import aiosmtplib
 
+from ..auth import smtp_login
 from ..tls import client_context
 
+from ..store.db import commit_without_flush, on_postgres
 from ..store.models import Event, Outgoing, database, utcnow
 
 log = logging.getLogger("helpdesk.outbox")
 
-BATCH = 500
+CLAIM_BATCH = 50  # letters claimed (and then sent over one connection) per claim
+LEASE_SECONDS = 300.0  # a claim not renewed for this long is considered abandoned
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,9 @@ class SmtpSettings:
     timeout: float = 30.0
     verify_tls: bool = True
     ca_file: str | None = None
+    auth: str = "password"  # password | xoauth2 (see helpdesk.auth)
+    token_file: str | None = None
+    token_command: str | None = None
 
 
 @dataclass
@@ -64,23 +84,152 @@ class RetryPolicy:
         return raw * random.uniform(0.8, 1.2)
 
 
-def recover_in_flight() -> int:
-    """At start: letters left ``sending`` by a crash go back to the queue.
+# --- who is sending: claims and their owners --------------------------------------------
 
-    Such a letter may have reached the server before the crash, so it may
-    arrive twice; it keeps its Message-ID, and the event log says so."""
-    rows = list(Outgoing.select(Outgoing.id, Outgoing.appeal, Outgoing.kind, Outgoing.recipients)
-                .where(Outgoing.status == "sending"))
+_owner: tuple[int, str] | None = None  # (pid, owner string) of this process
+_owner_lock = threading.Lock()
+
+
+def owner() -> str:
+    """This process as a claim owner: "host/pid/start token" (a new token after a fork)."""
+    global _owner
+    pid = os.getpid()
+    with _owner_lock:
+        if _owner is None or _owner[0] != pid:
+            _owner = (pid, f"{socket.gethostname()}/{pid}/{secrets.token_hex(4)}")
+        return _owner[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def abandoned(claimed_by: str | None, lease_until: datetime | None, now: datetime,
+              me: str | None = None, pid_alive: Callable[[int], bool] = _pid_alive) -> bool:
+    """Whether a letter left ``sending`` by ``claimed_by`` may be requeued now.
+
+    Yes without an owner (a row from before claims existed), when the lease ran out
+    (a sender renews it while it works through its batch), or when the owner is a
+    process of this host that is gone (an earlier run with the same pid, or a pid
+    that no longer exists). Never within the lease for this process's own claims
+    or for a live owner."""
+    me = me or owner()
+    if not claimed_by:
+        return True
+    if lease_until is not None and lease_until <= now:
+        return True
+    if claimed_by == me:
+        return False
+    host, _, rest = claimed_by.partition("/")
+    pid_text, _, _token = rest.partition("/")
+    my_host, _, my_rest = me.partition("/")
+    if host != my_host or not pid_text.isdigit():
+        return False  # another host: only its lease tells
+    pid = int(pid_text)
+    if str(pid) == my_rest.partition("/")[0]:
+        return True  # our pid, another start token: an earlier run of this process id
+    return not pid_alive(pid)
+
+
+def recover_in_flight(now: datetime | None = None) -> int:
+    """Letters left ``sending`` by a process that is gone go back to the queue.
+
+    A process sends its claimed letters in id order and marks each one before the
+    next, so of the letters it left only the first may have been in flight: it may
+    have reached the server before the crash and so may arrive twice. It keeps its
+    Message-ID, and the event log says so; the others were never tried. Letters
+    another live daemon is sending are left alone (see ``abandoned``).
+
+    Returns how many of the requeued letters may have been in flight."""
+    now = now or utcnow()
+    rows = [row for row in Outgoing.select(Outgoing.id, Outgoing.appeal, Outgoing.kind,
+                                           Outgoing.recipients, Outgoing.claimed_by,
+                                           Outgoing.lease_until)
+            .where(Outgoing.status == "sending").order_by(Outgoing.id)
+            if abandoned(row.claimed_by, row.lease_until, now)]
+    requeued = in_flight = 0
+    first_of: set[str] = set()
     with database.atomic():
         for row in rows:
-            Outgoing.update(status="queued").where(Outgoing.id == row.id).execute()
+            if not (Outgoing.update(status="queued", claimed_by=None, lease_until=None)
+                    .where((Outgoing.id == row.id) & (Outgoing.status == "sending")
+                           & _same_owner(row.claimed_by))
+                    .execute()):
+                continue  # finished or taken over meanwhile
+            requeued += 1
+            if row.claimed_by and row.claimed_by in first_of:
+                continue  # claimed with the one in flight, never tried
+            first_of.add(row.claimed_by or "")
+            in_flight += 1
             Event.create(
                 kind="send_resumed",
                 appeal=row.appeal_id,
                 message=f"Отправка письма {row.kind} для {', '.join(row.recipient_list())} была "
                 "прервана сбоем и повторена; адресат может получить его дважды (с тем же Message-ID).",
             )
-    return len(rows)
+            log.warning("outbox: letter %s left in flight by %s requeued (it may arrive twice)",
+                        row.id, row.claimed_by or "an earlier run")
+    if requeued > in_flight:
+        log.info("outbox: %d letter(s) claimed by a stopped process and never tried requeued",
+                 requeued - in_flight)
+    return in_flight
+
+
+def _same_owner(claimed_by: str | None):
+    return Outgoing.claimed_by.is_null() if claimed_by is None else Outgoing.claimed_by == claimed_by
+
+
+def claim(limit: int = CLAIM_BATCH, lease: float = LEASE_SECONDS) -> list[Outgoing]:
+    """Claim up to ``limit`` due queued letters for this process, in id order.
+
+    One statement: it marks them ``sending`` with this process as owner and a
+    lease. On PostgreSQL the rows are chosen FOR UPDATE SKIP LOCKED, so two
+    daemons claiming at once take different letters."""
+    now = utcnow()
+    due = (Outgoing.select(Outgoing.id)
+           .where((Outgoing.status == "queued") & (Outgoing.next_attempt_at <= now))
+           .order_by(Outgoing.id)
+           .limit(limit))
+    if on_postgres():
+        due = due.for_update(skip_locked=True)
+    claimed = (Outgoing.update(status="sending", claimed_by=owner(),
+                               lease_until=now + timedelta(seconds=lease))
+               .where(Outgoing.id.in_(due))
+               .returning(Outgoing)
+               .execute())
+    return sorted(claimed, key=lambda row: row.id)
+
+
+def renew(rows: list[Outgoing], lease: float = LEASE_SECONDS) -> list[Outgoing]:
+    """Extend the lease of the claimed ``rows``; returns those still ours. A letter
+    whose lease ran out meanwhile (this process was stopped or starved for that
+    long) may have been requeued and taken by another daemon: it is not sent here."""
+    if not rows:
+        return rows
+    mine = {row.id for row in
+            Outgoing.update(lease_until=utcnow() + timedelta(seconds=lease))
+            .where(Outgoing.id.in_([row.id for row in rows]) & (Outgoing.status == "sending")
+                   & (Outgoing.claimed_by == owner()))
+            .returning(Outgoing.id).execute()}
+    if len(mine) < len(rows):
+        log.warning("outbox: %d claimed letter(s) were taken over after the lease ran out; "
+                    "leaving them to the other sender", len(rows) - len(mine))
+    return [row for row in rows if row.id in mine]
+
+
+def release(rows: list[Outgoing]) -> None:
+    """Give claimed letters that were not tried back to the queue, untouched."""
+    ids = [row.id for row in rows]
+    if ids:
+        Outgoing.update(status="queued", claimed_by=None, lease_until=None).where(
+            Outgoing.id.in_(ids) & (Outgoing.status == "sending")
+            & (Outgoing.claimed_by == owner())).execute()
 
 
 def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -101,26 +250,15 @@ def make_client(settings: SmtpSettings) -> aiosmtplib.SMTP:
 
 async def _login(client: aiosmtplib.SMTP, settings: SmtpSettings) -> None:
     await client.connect()
-    if settings.username and settings.password:
-        await client.login(settings.username, settings.password)
-
-
-def _due_batch(limit: int) -> list[Outgoing]:
-    return list(
-        Outgoing.select()
-        .where((Outgoing.status == "queued") & (Outgoing.next_attempt_at <= utcnow()))
-        .order_by(Outgoing.id)
-        .limit(limit)
-    )
+    await smtp_login(client, settings)
 
 
 def _fail(row: Outgoing, error: str, policy: RetryPolicy, result: SendResult, permanent: bool) -> None:
     attempts = row.attempts + 1
     with database.atomic():
         if permanent or attempts >= policy.max_attempts:
-            Outgoing.update(status="failed", attempts=attempts, last_error=error).where(
-                Outgoing.id == row.id
-            ).execute()
+            Outgoing.update(status="failed", attempts=attempts, last_error=error,
+                            claimed_by=None, lease_until=None).where(Outgoing.id == row.id).execute()
             Event.create(
                 kind="send_failed",
                 appeal=row.appeal_id,
@@ -137,6 +275,8 @@ def _fail(row: Outgoing, error: str, policy: RetryPolicy, result: SendResult, pe
                 attempts=attempts,
                 last_error=error,
                 next_attempt_at=utcnow() + timedelta(seconds=delay),
+                claimed_by=None,
+                lease_until=None,
             ).where(Outgoing.id == row.id).execute()
             result.retried += 1
             log.debug("outbox: letter %s deferred (%s); next try in %.0f s", row.id, error, delay)
@@ -149,10 +289,16 @@ def _permanent(exc: aiosmtplib.SMTPRecipientsRefused) -> bool:
 
 
 def _sent(row: Outgoing, refused: dict, result: SendResult) -> None:
+    """Mark one letter sent (the server has accepted it), with an event when some
+    recipients were refused. The commit does not wait for the database's disk
+    flush (see ``commit_without_flush``): a crash of this process loses nothing
+    committed; only a crash of the database server itself could forget the last
+    marks, and those letters would be sent again with their Message-IDs."""
     with database.atomic():
-        Outgoing.update(status="sent", sent_at=utcnow(), attempts=row.attempts + 1).where(
-            Outgoing.id == row.id
-        ).execute()
+        commit_without_flush()
+        # ``claimed_by`` stays: which process sent the letter.
+        Outgoing.update(status="sent", sent_at=utcnow(), attempts=row.attempts + 1,
+                        lease_until=None).where(Outgoing.id == row.id).execute()
         if refused:  # some recipients refused, the others got it
             Event.create(
                 kind="send_partial",
@@ -161,6 +307,7 @@ def _sent(row: Outgoing, refused: dict, result: SendResult) -> None:
                 f"{', '.join(sorted(refused))}: " + "; ".join(
                     f"{code} {text}" for code, text in refused.values()),
             )
+    log.info("outbox: letter %s (%s, appeal %s) sent", row.id, row.kind, row.appeal_id)
     result.sent += 1
 
 
@@ -192,9 +339,8 @@ def _envelope(client: aiosmtplib.SMTP, row: Outgoing) -> tuple[str, list[str], l
 
 async def _send_one(client: aiosmtplib.SMTP, row: Outgoing, policy: RetryPolicy,
                     result: SendResult) -> bool:
-    """One letter: marked ``sending`` (committed) first, then sent, then ``sent``.
+    """One claimed letter (already ``sending``, committed): sent, then marked ``sent``.
     Returns False when the connection should not be used again."""
-    Outgoing.update(status="sending").where(Outgoing.id == row.id).execute()
     try:
         mail_from, recipients, options = _envelope(client, row)
         refused, _reply = await client.sendmail(mail_from, recipients, bytes(row.raw),
@@ -245,38 +391,51 @@ def _never() -> bool:
 
 
 async def _drain(settings: SmtpSettings, policy: RetryPolicy, limit: int | None,
-                 should_stop: Callable[[], bool] = _never) -> SendResult:
+                 should_stop: Callable[[], bool] = _never,
+                 lease: float = LEASE_SECONDS) -> SendResult:
     result = SendResult()
     client: aiosmtplib.SMTP | None = None
     remaining = limit
+    batch: list[Outgoing] = []
+    recover_in_flight()  # letters left by a daemon that died meanwhile (see ``abandoned``)
     try:
         while remaining is None or remaining > 0:
-            batch = _due_batch(min(BATCH, remaining) if remaining else BATCH)
+            batch = claim(min(CLAIM_BATCH, remaining) if remaining else CLAIM_BATCH, lease)
             if not batch:
                 break
-            for row in batch:
+            renewed = time.monotonic()
+            while batch:
                 if should_stop():
                     result.stopped = True
                     return result
+                if time.monotonic() - renewed > lease / 3:
+                    batch = renew(batch, lease)
+                    renewed = time.monotonic()
+                    if not batch:
+                        break
                 if client is None or not client.is_connected:
                     client = await _connect(settings, result)
                     if client is None:
-                        return result  # the letters stay queued, attempts untouched
+                        return result  # the letters go back to the queue, attempts untouched
+                row = batch.pop(0)
                 if not await _send_one(client, row, policy, result):
                     await _close(client)
                     client = None
-            if remaining is not None:
-                remaining -= len(batch)
+                if remaining is not None:
+                    remaining -= 1
     finally:
+        release(batch)  # claimed but not tried (a stop, an unreachable server, an error)
         if client is not None:
             await _close(client)
     return result
 
 
 def drain(settings: SmtpSettings, policy: RetryPolicy = RetryPolicy(), limit: int | None = None,
-          should_stop: Callable[[], bool] = _never) -> SendResult:
-    """Send every queued letter that is due (until ``should_stop()``). Returns what happened."""
-    return asyncio.run(_drain(settings, policy, limit, should_stop))
+          should_stop: Callable[[], bool] = _never, lease: float = LEASE_SECONDS) -> SendResult:
+    """Send every queued letter that is due (until ``should_stop()``). Returns what happened.
+
+    ``lease``: seconds a claim holds without renewal (renewed while sending)."""
+    return asyncio.run(_drain(settings, policy, limit, should_stop, lease))
 
 
 async def probe(settings: SmtpSettings) -> str:

@@ -109,6 +109,32 @@ def schedule_steps(
     return plan_appeal(appeal, calendar, ladder, window_days=window_days, start=start, now=now)[0]
 
 
+def plan_new_appeal(
+    appeal: Appeal, calendar: WorkCalendar, ladder: Ladder, *, window_days: float, start: datetime
+) -> int:
+    """Plan the ladder of an appeal created in the caller's transaction, whose deadline
+    clock started at ``start``: it can have no steps yet, so this is one INSERT (what
+    ``schedule_steps`` does for such an appeal, without its look-ups). Returns how many
+    steps were planned."""
+    if appeal.due_at is None or appeal.status != "open":
+        return 0
+    planned_for = to_utc_naive(as_aware(appeal.due_at))
+    rows = _ladder_rows(appeal, calendar, ladder, start, window_days, planned_for)
+    if rows:
+        SlaStep.insert_many(rows).execute()
+    return len(rows)
+
+
+def _ladder_rows(appeal: Appeal, calendar: WorkCalendar, ladder: Ladder, start: datetime,
+                 window_days: float, planned_for: datetime) -> list[dict]:
+    times = level_times(ladder, calendar, start, as_aware(appeal.due_at), window_days)
+    return [
+        {"appeal": appeal.number, "level": index, "kind": level.kind,
+         "planned_for": planned_for, "due_at": to_utc_naive(at)}
+        for index, level, at in times
+    ]
+
+
 def plan_appeal(
     appeal: Appeal,
     calendar: WorkCalendar,
@@ -138,12 +164,7 @@ def plan_appeal(
             return list(SlaStep.select().where(SlaStep.id.in_(ids)).order_by(SlaStep.level)), len(stale)
         return sorted(current, key=lambda s: s.level), len(stale)
     begin = start or window_start(appeal, calendar, window_days)
-    times = level_times(ladder, calendar, begin, as_aware(appeal.due_at), window_days)
-    rows = [
-        {"appeal": appeal.number, "level": index, "kind": level.kind,
-         "planned_for": planned_for, "due_at": to_utc_naive(at)}
-        for index, level, at in times
-    ]
+    rows = _ladder_rows(appeal, calendar, ladder, begin, window_days, planned_for)
     if rows:
         SlaStep.insert_many(rows).on_conflict_ignore().execute()
     steps = list(
@@ -238,6 +259,7 @@ __all__ = [
     "cancel_steps",
     "reconcile",
     "plan_appeal",
+    "plan_new_appeal",
     "schedule_steps",
     "status_reason",
     "window_start",

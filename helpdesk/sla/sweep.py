@@ -14,7 +14,10 @@
    per person, queued as ``Outgoing`` rows and written to the event log.
 
 Everything of one sweep is one transaction: the marks, the letters and the
-events are stored together or not at all. ``dry_run`` rolls it back.
+events are stored together or not at all. ``dry_run`` rolls it back. On
+PostgreSQL the transaction first takes an advisory lock (``SWEEP_LOCK``), so
+several daemons on one database sweep one at a time: a daemon that finds the
+lock taken skips its sweep, the other one does the work.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from typing import Any
 from .. import app
 from ..compose import Composer
 from ..roster.store import load_roster
+from ..store.db import try_transaction_lock
 from ..store.models import Appeal, Event, Outgoing, as_aware, database, to_utc_naive, utcnow
 from .calendar import WorkCalendar
 from .ladder import ESCALATION, REMINDER, WHO_NAMES, Ladder, ladder_from_config, resolve, window_days_from_config
@@ -38,6 +42,7 @@ from .plan import cancel_steps, plan_appeal, reconcile, status_reason
 log = logging.getLogger("helpdesk.sla")
 
 CHUNK = 500  # ids per UPDATE ... IN (...), rows per INSERT
+SWEEP_LOCK = "helpdesk/sla-sweep"  # advisory lock name (PostgreSQL)
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,11 @@ def sweep(config, now: datetime | None = None, *, dry_run: bool = False, full: b
     result = SweepResult(now=now, dry_run=dry_run)
     try:
         with database.atomic():
+            # Several daemons on one PostgreSQL: one sweep at a time; a daemon that
+            # finds another one sweeping leaves it the work (the claim of each step
+            # below is conditional as well, so no step can fire twice in any case).
+            if not try_transaction_lock(SWEEP_LOCK):
+                return result
             runner.run(result)
             if dry_run:
                 raise _Rollback
@@ -167,6 +177,8 @@ class _Sweep:
                 ))
                 continue
             result.fired.append((f.appeal.number, f.index, f.level.kind))
+            log.info("appeal %s: %s (step %s) to %s", f.appeal.number, f.level.kind, f.step_id,
+                     ", ".join(f"letter {o}" for _r, o in sent_to.get(f.step_id, [])) or "nobody")
             events.append(self._event(f, sent_to.get(f.step_id, []), roster))
         if orphans:  # claimed as fired above: ours to re-mark
             SlaStep.update(state=SKIPPED, note="некому отправить: нет нужной роли в списке сотрудников").where(

@@ -181,6 +181,10 @@ class Outgoing(BaseModel):
     last_error = TextField(default="")
     created_at = DateTimeField(default=utcnow)
     sent_at = DateTimeField(null=True)
+    # While ``sending``: which process holds the letter ("host/pid/start token") and
+    # until when (naive UTC). Schema version 6; see helpdesk/outbox/sender.py.
+    claimed_by = CharField(max_length=255, null=True)
+    lease_until = DateTimeField(null=True)
 
     def recipient_list(self) -> list[str]:
         return json.loads(self.recipients)

@@ -331,6 +331,7 @@ class Classifier:
         self.subject_index = PhraseIndex(self.lex.subject_phrases + tuple(extra))
         self.category_index = PhraseIndex(self.lex.category_phrases)
         self._cue_cache: dict[str, tuple[str, float] | None] = {}
+        self._fuzzy_cache: dict[str, str | None] = {}
         self._build_name_index()
 
     # ------------------------------------------------------------------ names
@@ -561,6 +562,13 @@ class Classifier:
         w = tok.norm
         if len(w) < 4 or not w.isalpha() or w.isascii() or morph.is_known(w):
             return None
+        if w not in self._fuzzy_cache:
+            if len(self._fuzzy_cache) > 50_000:
+                self._fuzzy_cache.clear()
+            self._fuzzy_cache[w] = self._misspelt_subject(w)
+        return self._fuzzy_cache[w]
+
+    def _misspelt_subject(self, w: str) -> str | None:
         limit = 1 if len(w) < 8 else 2
         for form, subj in self.lex.spelling.items():
             if len(w) == 4 and len(form) != 5:

@@ -1,0 +1,291 @@
+"""Erasure: a student or parent removed from the roster, wiped from every table.
+
+``plan_erasure(email)`` finds what holds the person's data; ``erase(plan)``
+replaces it, in one transaction:
+
+- their appeals (as sender, or as the student concerned): the address, the
+  name and the subject line become "удалено"; dates, class, subject, category,
+  assignee and status stay, so the statistics are unchanged;
+- every letter of those appeals and every letter from or to the address: the
+  bytes become ``REMOVED_RAW``. An unprocessed letter from them is marked
+  ignored; an unsent letter to them is cancelled (failed);
+- then every text column of every table (found generically, so new tables are
+  covered) has the address and the names replaced, and every stored letter
+  whose text still mentions them is removed as well (a digest naming a student);
+- their roster rows (the inactive person, parent links) are deleted.
+
+An event "erased" records that it happened and how much, without the data.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from typing import Iterator
+
+from peewee import BlobField, CharField, Model, TextField
+
+from ..store.models import ALL_MODELS, Appeal, BaseModel, Event, Letter, Meta, Outgoing, Parent, Person, database, utcnow
+from . import MARKER, REMOVED_RAW, flush_journal, overwrite_freed_space
+
+FINISHED = ("answered", "closed")
+# Meta: facts about the database itself. Person and Parent: the roster, where the
+# person's own rows are deleted; a namesake's row must not be touched.
+SKIPPED_MODELS = (Meta, Person, Parent)
+
+
+class ErasureRefused(Exception):
+    """The person is still on the active roster or has open appeals (without --force)."""
+
+
+@dataclass
+class ErasePlan:
+    email: str
+    names: tuple[str, ...]  # full names to wipe everywhere
+    on_roster: list[str] = field(default_factory=list)  # why they are still active, if they are
+    appeals: list[int] = field(default_factory=list)
+    open_appeals: list[int] = field(default_factory=list)
+
+
+@dataclass
+class EraseResult:
+    appeals: int = 0
+    closed: int = 0  # open appeals closed because of --force
+    letters: int = 0
+    unprocessed: int = 0  # of those, letters still waiting: marked ignored
+    outgoing: int = 0
+    cancelled: int = 0  # of those, letters not yet sent: cancelled
+    rows: int = 0  # rows of any table whose text had the address or a name
+    roster_rows: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not any(vars(self).values())
+
+    def summary(self) -> str:
+        if self.empty:
+            return "nothing stored about this address: nothing erased"
+        return (f"erased: {self.appeals} appeals ({self.closed} open ones closed), {self.letters} incoming "
+                f"letters ({self.unprocessed} unprocessed, now ignored), {self.outgoing} outgoing letters "
+                f"({self.cancelled} unsent, now cancelled), {self.rows} other rows rewritten, "
+                f"{self.roster_rows} roster rows deleted")
+
+
+def all_models() -> list[type[Model]]:
+    """Every table of the schema: the base models and those of every migration."""
+    from ..digest.models import DIGEST_MODELS
+    from ..routing.models import ROUTING_MODELS
+    from ..sla.models import SLA_MODELS
+
+    found: list[type[Model]] = [*ALL_MODELS, *SLA_MODELS, *ROUTING_MODELS, *DIGEST_MODELS]
+    stack = list(BaseModel.__subclasses__())
+    while stack:  # tables added later (other modules' models) are covered too
+        model = stack.pop()
+        stack.extend(model.__subclasses__())
+        if model not in found and database.table_exists(model._meta.table_name):
+            found.append(model)
+    return [m for m in found if m not in SKIPPED_MODELS]
+
+
+def plan_erasure(email: str) -> ErasePlan:
+    email = email.strip().lower()
+    names: set[str] = set()
+    on_roster: list[str] = []
+    for person in Person.select().where(Person.email == email):
+        names.add(person.full_name)
+        if person.active:
+            on_roster.append(f"{email} is an active {person.kind} on the roster")
+    for parent in Parent.select(Parent, Person).join(Person).where(Parent.email == email):
+        if parent.student.active:
+            on_roster.append(f"{email} is a parent of {parent.student.full_name}, who is on the roster")
+    rows = list(Appeal.select(Appeal.number, Appeal.status, Appeal.sender, Appeal.sender_name)
+                .where((Appeal.sender == email) | (Appeal.student == email)).order_by(Appeal.number))
+    names.update(a.sender_name for a in rows if a.sender == email and a.sender_name)
+    return ErasePlan(
+        email=email,
+        names=tuple(sorted((n.strip() for n in names if n and n.strip()), key=len, reverse=True)),
+        on_roster=on_roster,
+        appeals=[a.number for a in rows],
+        open_appeals=[a.number for a in rows if a.status not in FINISHED],
+    )
+
+
+class Scrubber:
+    """Replaces the address (any case) and the names (also JSON-escaped) with the marker."""
+
+    def __init__(self, email: str, names: tuple[str, ...]):
+        variants = {email}
+        for name in names:
+            variants.add(name)
+            variants.add(json.dumps(name)[1:-1])  # as json.dumps with ensure_ascii writes it
+        ordered = sorted(variants, key=len, reverse=True)
+        self.lowered = tuple(v.lower() for v in ordered)
+        self.pattern = re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
+
+    def found(self, text: str | None) -> bool:
+        if not text:
+            return False
+        lowered = text.lower()
+        return any(v in lowered for v in self.lowered)
+
+    def __call__(self, text: str) -> str:
+        return self.pattern.sub(MARKER, text)
+
+    def in_letter(self, raw: bytes) -> bool:
+        """Whether the letter's headers or decoded text parts mention the person."""
+        if raw == REMOVED_RAW:
+            return False
+        return any(self.found(text) for text in letter_texts(raw))
+
+
+def letter_texts(raw: bytes) -> Iterator[str]:
+    """The raw letter, then its decoded headers and text parts (RFC 2047, base64, QP)."""
+    yield raw.decode("utf-8", "replace")
+    try:
+        msg = message_from_bytes(raw)  # compat32: much faster than policy.default here
+        for _name, value in msg.items():
+            yield str(make_header(decode_header(value)))
+        for part in msg.walk():
+            if part.get_content_maintype() == "text":
+                payload = part.get_payload(decode=True) or b""
+                try:
+                    yield payload.decode(part.get_content_charset() or "utf-8", "replace")
+                except LookupError:  # an unknown charset name
+                    yield payload.decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - a malformed header or part: judged by the bytes above
+        return
+
+
+def refusal(plan: ErasePlan, force: bool = False) -> str | None:
+    """Why the erasure must not go ahead without --force (None: it may)."""
+    if force:
+        return None
+    if plan.on_roster:
+        return ("; ".join(plan.on_roster) + ": remove them from the roster first "
+                "(helpdesk roster import), or give --force")
+    if plan.open_appeals:
+        return (f"{plan.email} has open appeals ({', '.join(map(str, plan.open_appeals))}): "
+                "let them be answered first, or give --force (they are closed)")
+    return None
+
+
+def erase(plan: ErasePlan, *, force: bool = False) -> EraseResult:
+    why = refusal(plan, force)
+    if why:
+        raise ErasureRefused(why)
+    scrub = Scrubber(plan.email, plan.names)
+    result = EraseResult(appeals=len(plan.appeals))
+    now = utcnow()
+    overwrite_freed_space()
+    with database.atomic():
+        if plan.open_appeals:
+            result.closed = _close(plan.open_appeals, now)
+        letter_ids = _erase_letters(plan, result)
+        _erase_outgoing(plan, letter_ids, scrub, result)
+        if plan.appeals:
+            Appeal.update(title=MARKER, updated_at=now).where(Appeal.number.in_(plan.appeals)).execute()
+        result.rows = _scrub_all_tables(scrub)
+        result.letters += _remove_mentions(Letter, scrub)
+        _remove_outgoing(_mentions(Outgoing, scrub), result)
+        result.roster_rows = _delete_roster_rows(plan.email)
+        if result.empty:
+            return result
+        Event.create(
+            kind="erased",
+            message=("Персональные данные одного человека стёрты по запросу (helpdesk erase): "
+                     f"обращений {result.appeals}, входящих писем {result.letters}, исходящих "
+                     f"{result.outgoing}; статистика обращений сохранена."),
+            data=json.dumps(vars(result), ensure_ascii=False),
+        )
+    flush_journal()
+    return result
+
+
+def _close(numbers: list[int], now) -> int:
+    from ..sla.models import CANCELLED, PENDING, SlaStep
+
+    SlaStep.update(state=CANCELLED, done_at=now, note="обращение закрыто: данные стёрты").where(
+        SlaStep.appeal.in_(numbers) & (SlaStep.state == PENDING)).execute()
+    return Appeal.update(status="closed", closed_at=now, updated_at=now).where(
+        Appeal.number.in_(numbers) & Appeal.status.not_in(FINISHED)).execute()
+
+
+def _erase_letters(plan: ErasePlan, result: EraseResult) -> list[int]:
+    where = Letter.sender == plan.email
+    if plan.appeals:
+        where |= Letter.appeal.in_(plan.appeals)
+    ids = [i for (i,) in Letter.select(Letter.id).where(where).tuples()]
+    if not ids:
+        return ids
+    result.unprocessed = Letter.update(status="ignored", reason="данные стёрты (helpdesk erase)").where(
+        Letter.id.in_(ids) & (Letter.status == "new")).execute()
+    result.letters = Letter.update(raw=REMOVED_RAW, title=MARKER).where(Letter.id.in_(ids)).execute()
+    return ids
+
+
+def _erase_outgoing(plan: ErasePlan, letter_ids: list[int], scrub: Scrubber, result: EraseResult) -> None:
+    ids = set()
+    if plan.appeals:
+        ids |= {i for (i,) in Outgoing.select(Outgoing.id).where(Outgoing.appeal.in_(plan.appeals)).tuples()}
+    if letter_ids:
+        ids |= {i for (i,) in Outgoing.select(Outgoing.id).where(Outgoing.letter.in_(letter_ids)).tuples()}
+    for row_id, recipients in Outgoing.select(Outgoing.id, Outgoing.recipients).tuples():
+        if scrub.found(recipients):
+            ids.add(row_id)
+    _remove_outgoing(sorted(ids), result)
+
+
+def _remove_outgoing(ids: list[int], result: EraseResult) -> None:
+    if not ids:
+        return
+    result.cancelled += Outgoing.update(status="failed", last_error="отменено: данные адресата стёрты "
+                                        "(helpdesk erase)").where(
+        Outgoing.id.in_(ids) & Outgoing.status.in_(("queued", "sending"))).execute()
+    result.outgoing += Outgoing.update(raw=REMOVED_RAW).where(Outgoing.id.in_(ids)).execute()
+
+
+def _text_fields(model: type[Model]) -> list:
+    return [f for f in model._meta.sorted_fields
+            if isinstance(f, (CharField, TextField)) and not f.primary_key]
+
+
+def _scrub_all_tables(scrub: Scrubber) -> int:
+    changed = 0
+    for model in all_models():
+        fields = _text_fields(model)
+        pk = model._meta.primary_key
+        if not fields or pk is None:
+            continue
+        updates = []
+        for row in model.select(pk, *fields).tuples().iterator():
+            new = {f: scrub(v) for f, v in zip(fields, row[1:]) if scrub.found(v)}
+            if new:
+                updates.append((row[0], new))
+        for key, new in updates:
+            model.update(new).where(pk == key).execute()
+        changed += len(updates)
+    return changed
+
+
+def _mentions(model: type[Model], scrub: Scrubber) -> list[int]:
+    """Rows whose stored letter (any BLOB column) still names the person."""
+    blobs = [f for f in model._meta.sorted_fields if isinstance(f, BlobField)]
+    found = []
+    for row in model.select(model._meta.primary_key, *blobs).tuples().iterator():
+        if any(value is not None and scrub.in_letter(bytes(value)) for value in row[1:]):
+            found.append(row[0])
+    return found
+
+
+def _remove_mentions(model: type[Model], scrub: Scrubber) -> int:
+    found = _mentions(model, scrub)
+    return model.update(raw=REMOVED_RAW).where(model._meta.primary_key.in_(found)).execute() if found else 0
+
+
+def _delete_roster_rows(email: str) -> int:
+    parents = Parent.delete().where(Parent.email == email).execute()
+    people = Person.select(Person.id).where(Person.email == email)
+    parents += Parent.delete().where(Parent.student.in_(people)).execute()
+    return parents + Person.delete().where(Person.email == email).execute()
