@@ -346,7 +346,7 @@ class Daemon:
                     return
             self.processing.recovered()
             result.processed[outcome] = result.processed.get(outcome, 0) + 1
-            _log_processed(letter_id, outcome)
+            _log_processed(letter_id, outcome, *processor.last)
 
     def _sla(self, result: CycleResult) -> None:
         """Reminders and escalations that are due (cheap when nothing is: one indexed query)."""
@@ -602,10 +602,8 @@ def _next_letter_due() -> float:
     return max(0.0, (due.replace(tzinfo=None) - utcnow()).total_seconds())
 
 
-def _log_processed(letter_id: int, outcome: str) -> None:
+def _log_processed(letter_id: int, outcome: str, uid: int | None, appeal: int | None) -> None:
     """One line per processed letter: its id, UID and the appeal it went to (no contents)."""
-    row = Letter.select(Letter.uid, Letter.appeal).where(Letter.id == letter_id).tuples().first()
-    uid, appeal = row if row else (None, None)
     log.info("letter %s (UID %s): %s%s", letter_id, uid, outcome,
              f" (appeal {appeal})" if appeal is not None else "")
 

@@ -114,6 +114,7 @@ class Processor:
         # without it, the fixed ``absences`` and ``today`` given here apply.
         fixed = (tuple(absences), today)
         self.absences_now = absences_now or (lambda: fixed)
+        self.last: tuple[int | None, int | None] = (None, None)
 
     # --- the runner loop -------------------------------------------------------
 
@@ -127,6 +128,7 @@ class Processor:
 
     def process_one(self, letter_id: int) -> str:
         row = Letter.get_by_id(letter_id)
+        self.last = (row.uid, None)  # (UID, appeal number) of the letter in hand, for the log
         with database.atomic():  # the poison-letter count, committed before the work
             commit_without_flush()  # losing it in a database-server crash costs one more try
             Letter.update(attempts=Letter.attempts + 1).where(Letter.id == letter_id).execute()
@@ -186,6 +188,7 @@ class Processor:
         return verdict.kind
 
     def _mark(self, row: Letter, kind: str, appeal: Appeal, reasons) -> None:
+        self.last = (row.uid, appeal.number)
         Letter.update(
             status="processed", kind=kind, appeal=appeal.number, reason=" ".join(reasons)
         ).where(Letter.id == row.id).execute()

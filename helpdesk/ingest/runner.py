@@ -117,17 +117,16 @@ def _state(key: str) -> MailboxState:
     return state
 
 
-def _reused(message_id: str, digest: str) -> bool:
-    """Whether ``message_id`` is already taken by a letter with other content."""
-    earlier = Letter.select(Letter.content_hash).where(Letter.message_id == message_id).first()
-    return earlier is not None and earlier.content_hash != digest
-
-
-def _stored_copy(message_id: str | None, digest: str) -> bool:
-    if message_id is not None:
-        return Letter.select(Letter.id).where(Letter.message_id == message_id).exists()
+def _stored_without_id(digest: str) -> bool:
+    """Whether a letter with no Message-ID and this content is stored already."""
     return (Letter.select(Letter.id)
             .where(Letter.message_id.is_null() & (Letter.content_hash == digest)).exists())
+
+
+def _duplicate(uid: int, how: str) -> bool:
+    Event.create(kind="duplicate", message=f"Письмо UID {uid} уже было получено раньше ({how}): "
+                 "повторно не обрабатывается.")
+    return False
 
 
 def store_letter(key: str, uidvalidity: int | None, fetched: FetchedLetter) -> bool:
@@ -140,7 +139,13 @@ def store_letter(key: str, uidvalidity: int | None, fetched: FetchedLetter) -> b
     headers = _headers(fetched.raw)
     message_id = _message_id(headers)
     digest = content_hash(fetched.raw)
-    if message_id is not None and _reused(message_id, digest):
+    # One look-up in the usual case (a new letter with its own Message-ID): the stored
+    # letter's content under that Message-ID tells a copy from a reused Message-ID.
+    earlier = (Letter.select(Letter.content_hash).where(Letter.message_id == message_id).first()
+               if message_id is not None else None)
+    if earlier is not None and earlier.content_hash == digest:
+        return _duplicate(fetched.uid, "тот же Message-ID")
+    if earlier is not None:  # a different letter under a Message-ID already taken
         Event.create(
             kind="message_id_reused",
             message=f"Письмо UID {fetched.uid} пришло с Message-ID {message_id}, как у другого, "
@@ -149,13 +154,8 @@ def store_letter(key: str, uidvalidity: int | None, fetched: FetchedLetter) -> b
         log.warning("UID %s: Message-ID %s reused by a different letter; kept as a letter of its own",
                     fetched.uid, message_id)
         message_id = None
-    if _stored_copy(message_id, digest):
-        Event.create(
-            kind="duplicate",
-            message=f"Письмо UID {fetched.uid} уже было получено раньше "
-            f"({'тот же Message-ID' if message_id else 'то же содержимое'}): повторно не обрабатывается.",
-        )
-        return False
+    if message_id is None and _stored_without_id(digest):
+        return _duplicate(fetched.uid, "то же содержимое")
     Letter.create(
         mailbox=key,
         uidvalidity=uidvalidity,
