@@ -56,21 +56,34 @@ def read_token_file(path: Path) -> str:
     return token
 
 
+def _program(command: str) -> str:
+    """The command's program name only: its arguments may hold a client secret."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    return words[0] if words else ""
+
+
 def run_token_command(command: str, timeout: float = TOKEN_COMMAND_TIMEOUT) -> str:
-    """The first line the command prints; its stderr is shown on failure (it has no token)."""
+    """The first line the command prints; its stderr is shown on failure (it has no token).
+    Messages name the program only, never its arguments (a client secret may be one)."""
+    name = f"token_command {_program(command)!r}"
     try:
         done = subprocess.run(shlex.split(command), capture_output=True, text=True,
                               timeout=timeout, check=False)
-    except (OSError, ValueError) as exc:
-        raise AuthError(f"token_command {command!r} cannot be run: {exc}") from None
+    except ValueError as exc:
+        raise AuthError(f"{name} cannot be run: {exc}") from None
+    except OSError as exc:
+        raise AuthError(f"{name} cannot be run: {exc.strerror or exc}") from None
     except subprocess.TimeoutExpired:
-        raise AuthError(f"token_command {command!r} gave no token within {timeout:g} s") from None
+        raise AuthError(f"{name} gave no token within {timeout:g} s") from None
     if done.returncode != 0:
         detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no message"
-        raise AuthError(f"token_command {command!r} failed (exit {done.returncode}): {detail}")
+        raise AuthError(f"{name} failed (exit {done.returncode}): {detail}")
     lines = done.stdout.strip().splitlines()
     if not lines or not lines[0].strip():
-        raise AuthError(f"token_command {command!r} printed no token")
+        raise AuthError(f"{name} printed no token")
     return lines[0].strip()
 
 

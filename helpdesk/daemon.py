@@ -12,6 +12,7 @@ and one line when it works again, saying how long it was down.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -33,7 +34,7 @@ from .ingest.runner import ingest
 from .ingest.tidy import tidy
 from .outbox.sender import drain, recover_in_flight
 from .pipeline import pending_letter_ids
-from .store.db import keep_session_lock, letter_claim
+from .store.db import keep_session_lock, letter_claim, on_postgres, release_session_lock
 from .digest.send import due_digest, send_digest
 from .metrics import Metrics, record_heartbeat, record_sweep
 from .notify import Notifier
@@ -217,6 +218,8 @@ class Daemon:
         self._processor = None
         self._roster = None
         self._ingesting: bool | None = None  # holds the mailbox's ingest lock (None: not asked yet)
+        self._handed_over_until = 0.0  # monotonic time before which the lock is left to others
+        self._handed_over_until_recovery = False  # said so in the log during this outage
         # systemd (sd_notify) and Prometheus; both do nothing unless asked for.
         self.notifier = Notifier()
         self.metrics = Metrics(app.imap_settings(config).mailbox_key)
@@ -273,20 +276,30 @@ class Daemon:
         try:
             mailbox = self._ensure_mailbox()
             mailbox.refresh()
-            got = ingest(mailbox, should_stop=self._should_stop)
+            # A backlog is taken in slices, like the other stages: the cycle (and so the
+            # systemd watchdog ping) comes round every few seconds however much mail waits.
+            # At least one batch is taken whatever the slice: the mailbox always moves on.
+            deadline = time.monotonic() + self.slice_seconds
+            asked = itertools.count()
+            got = ingest(mailbox, should_stop=lambda: self.stopping or (
+                next(asked) > 0 and time.monotonic() > deadline))
         except DATABASE_ERRORS:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is an outage, not a crash
             self._imap_failed(exc, result)
             return
         self.imap.recovered()
+        self._handed_over_until_recovery = False
         result.fetched, result.duplicates = got.stored, got.duplicates
+        result.more = result.more or (got.stopped and not self.stopping)
 
     def _ingest_turn(self) -> bool:
         """Whether this process ingests the mailbox: one process at a time per mailbox
         (a PostgreSQL advisory lock held by this connection from the first cycle it
         is free; on SQLite always). The other daemons stand by for ingest only."""
         key = app.imap_settings(self.config).mailbox_key
+        if time.monotonic() < self._handed_over_until:
+            return False  # gave the mailbox up in an IMAP outage: another daemon's turn first
         mine = keep_session_lock(f"helpdesk/mailbox/{key}")
         if mine != self._ingesting:
             if not mine:
@@ -317,6 +330,27 @@ class Daemon:
         if self.mailbox is not None:
             self.mailbox.abandon()
             self.mailbox = None
+        self._hand_over_mailbox()
+
+    # After this many failed connections in a row, a daemon that holds the mailbox's
+    # ingest lock lets it go, so that a daemon on another host (whose route to the mail
+    # server may work) can ingest; it tries for the lock again after ``handover_pause``.
+    handover_after = 3
+
+    def _hand_over_mailbox(self) -> None:
+        if not (self._ingesting and on_postgres() and self.imap.failures >= self.handover_after):
+            return
+        key = app.imap_settings(self.config).mailbox_key
+        try:
+            release_session_lock(f"helpdesk/mailbox/{key}")
+        except DATABASE_ERRORS:
+            return  # a broken connection has let go of the lock already
+        self._ingesting = False
+        self._handed_over_until = time.monotonic() + max(10.0, 3 * self.config.daemon.interval)
+        (log.debug if self._handed_over_until_recovery else log.info)(
+            "mailbox %s: the IMAP server cannot be used from here; the mailbox is left "
+            "to another daemon for a while", key)
+        self._handed_over_until_recovery = True
 
     def _process(self, result: CycleResult) -> None:
         if self.stopping or not self.processing.due():
@@ -581,6 +615,8 @@ class Daemon:
                 return
         except DATABASE_ERRORS:
             seconds = self.config.daemon.interval
+            if self.notifier.watchdog_seconds:  # keep the watchdog fed through the outage
+                seconds = min(seconds, self.notifier.watchdog_seconds * 0.4)
         except Exception as exc:  # noqa: BLE001 - the connection broke while waiting
             self._imap_failed(exc, CycleResult())
             return

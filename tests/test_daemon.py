@@ -297,3 +297,26 @@ def test_a_letter_delivered_just_before_idle_is_not_missed(fresh, tmp_path, corp
         began = time.monotonic()
         assert mailbox.wait(10, lambda: False) is True
         assert time.monotonic() - began < 2
+
+
+def test_a_backlog_is_ingested_in_slices_so_the_loop_comes_round(fresh, tmp_path, corpus_roster, monkeypatch):
+    """However much mail waits, one cycle's ingest ends after its time slice (at a batch
+    boundary), so the loop -- and with it the systemd watchdog ping -- comes round;
+    ``run --once`` still takes everything."""
+    from helpdesk.config import load_config
+    from helpdesk.ingest import runner as runner_module
+    from helpdesk.store.models import Letter
+
+    config = load_config(make_config(tmp_path, fresh))
+    students = corpus_roster.students
+    fresh.send_many([(question(students[n % len(students)], n), students[n % len(students)].email,
+                      [SCHOOL]) for n in range(450)])
+    d = daemon_module.Daemon(config, only=("ingest",))
+    d.slice_seconds = 0.0  # the slice is over after the first batch
+    taken = count_calls(monkeypatch, runner_module, "_take_in")
+    first = d.cycle()
+    assert first.more and len(taken) == 1 and 0 < first.fetched <= imap_module.FETCH_BATCH
+    d.slice_seconds = 2.0
+    total = d.run_once()
+    assert first.fetched + total.fetched == 450 and Letter.select().count() == 450
+    assert Letter.select().where(Letter.status == "new").count() == 0

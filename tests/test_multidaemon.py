@@ -521,3 +521,31 @@ def test_the_other_daemon_finishes_after_one_is_killed(stack, tmp_path, pg_url, 
     resumed = scalar(pg_url, "select count(*) from event where kind = 'send_resumed'")
     extra = sum(n - 1 for n in received.values())
     assert resumed <= 1 and extra <= resumed, (resumed, received.most_common(3))
+
+
+def test_a_daemon_that_cannot_use_imap_leaves_the_mailbox_to_another(stack, tmp_path, pg_url,
+                                                                        corpus_roster):
+    from tests.daemon_kit import with_settings
+
+    good = config_for(tmp_path, stack, pg_url)
+    (tmp_path / "a").mkdir()
+    cut_off = tmp_path / "a" / "config.toml"  # the same mailbox, which this daemon cannot log in to
+    cut_off.write_text(with_settings(good.read_text(encoding="utf-8"), {"imap__password": '"wrong"'}),
+                       encoding="utf-8")
+    logs = [tmp_path / "cut-off.log", tmp_path / "healthy.log"]
+    procs = [spawn_daemon(cut_off, logs[0])]
+    try:
+        wait_for_log(logs[0], "helpdesk running", 60)
+        wait_until(lambda: scalar(pg_url, "select count(*) from pg_locks where locktype = 'advisory'") > 0,
+                   30, what="the cut-off daemon holding the mailbox lock")
+        procs.append(spawn_daemon(good, logs[1]))
+        wait_for_log(logs[1], "stands by", 60)
+        appeals, _ = deliver(stack, list(corpus_roster.students), 0, 3)
+        wait_for_log(logs[0], "left to another daemon", 60)
+        wait_until(lambda: drained(pg_url, 3), 60, interval=0.3, what="the healthy daemon ingested")
+        assert "this process ingests it now" in logs[1].read_text()
+        stop(procs)
+    finally:
+        for proc in procs:
+            kill(proc)
+    check_processed_once(pg_url, appeals)

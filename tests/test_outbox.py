@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -145,3 +146,32 @@ def test_stop_request_ends_the_drain_between_two_letters(db, stack):
     statuses = [reload(r).status for r in rows]
     assert statuses == ["sent", "sent", "queued", "queued", "queued"]
     assert not Outgoing.select().where(Outgoing.status == "sending").exists()
+
+
+def test_marks_record_who_sent_and_what_was_refused_and_leave_the_session_as_found(db, stack):
+    """A sent letter keeps its sender and loses its lease; a partly refused one is
+    marked sent with an event naming the refused address. On PostgreSQL the drain
+    commits without waiting for the disk only while it runs: the session's own
+    ``synchronous_commit`` is back afterwards."""
+    from helpdesk.outbox.sender import owner
+    from helpdesk.store.db import on_postgres
+    from helpdesk.store.models import Event, Outgoing, database
+
+    if on_postgres():
+        database.execute_sql("SET synchronous_commit TO local")
+    whole = queue()
+    partial = queue()
+    Outgoing.update(recipients=json.dumps([STUDENT, "nobody@lyceum21-edu.test"])).where(
+        Outgoing.id == partial.id).execute()
+    result = drain(settings(stack), QUICK)
+    assert result.sent == 2 and result.failed == result.retried == 0
+    for row in (reload(whole), reload(partial)):
+        assert row.status == "sent" and row.attempts == 1 and isinstance(row.sent_at, datetime)
+        assert row.claimed_by == owner() and row.lease_until is None
+    [event] = Event.select().where(Event.kind == "send_partial")
+    assert "nobody@lyceum21-edu.test" in event.message and "550" in event.message
+    assert delivered(stack, STUDENT, whole.message_id) == 1
+    assert delivered(stack, STUDENT, partial.message_id) == 1
+    if on_postgres():
+        [(value,)] = database.execute_sql("SHOW synchronous_commit").fetchall()
+        assert value == "local"

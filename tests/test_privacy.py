@@ -2,13 +2,15 @@
 round trip, on letters that went through the real mail stack (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import stat
 from contextlib import closing
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -234,6 +236,160 @@ def test_erase_refuses_without_confirmation(tmp_path, capsys, monkeypatch):
     assert "--yes" in capsys.readouterr().err
     assert main(["--config", str(path), "erase", SCHOOL, "--yes"]) == 2
     assert "school's own address" in capsys.readouterr().err
+
+
+ANN, JOANN, T_ANN = "ann@mail.test", "joann@mail.test", "t.ann@lyceum21-edu.test"
+ANN_NAME = "Петрова Анна Сергеевна"
+
+
+def _raw(sender: str, subject: str, body: str, attachment: bytes | None = None, to: str = SCHOOL) -> bytes:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg.set_content(body)
+    if attachment is not None:
+        msg.add_attachment(attachment, maintype="application", subtype="pdf", filename="scan.pdf")
+    return msg.as_bytes()
+
+
+# Bytes whose base64 reads "MaxMax…": a short display name found in any raw attachment.
+PDF_WITH_MAX = base64.b64decode("MaxMaxMaxMaxMaxMaxMaxMaxMaxM")
+
+
+def _letter(raw: bytes, sender: str, appeal=None, status: str = "processed", **fields):
+    import hashlib
+
+    from helpdesk.store.models import Letter
+
+    return Letter.create(mailbox="INBOX", content_hash=hashlib.sha256(raw).hexdigest(), raw=raw,
+                         sender=sender, appeal=appeal, status=status, title="вопрос", **fields)
+
+
+def _outgoing(raw: bytes, to: str, appeal=None, status: str = "queued", kind: str = "notice", **fields):
+    from helpdesk.store.models import Outgoing
+
+    return Outgoing.create(kind=kind, mail_from=SCHOOL, recipients=json.dumps([to]), raw=raw,
+                           message_id=f"<{secrets.token_hex(8)}@lyceum21-edu.test>",
+                           appeal=appeal, status=status, **fields)
+
+
+def _appeal(sender: str, name: str, status: str = "answered"):
+    from helpdesk.store.models import Appeal, utcnow
+
+    return Appeal.create(sender=sender, sender_name=name, sender_role="student", student=sender,
+                         class_name="7В", subject="алгебра", category="subject", assignee=T_ANN,
+                         status=status, title="вопрос по алгебре", received_at=utcnow())
+
+
+def test_scrubber_matches_the_address_as_a_token_and_names_as_words():
+    from helpdesk.privacy.erase import Scrubber
+
+    scrub = Scrubber("ann@mail.ru", ("Петрова Анна", "Max"))
+    text = ("joann@mail.ru, ANN@mail.ru; ann@mail.ru.evil.test t.ann@mail.ru <Ann@Mail.ru>. "
+            "Петрова  Анна, Петровой Анне, Петрова Аннабель, Maxim, Max")
+    assert scrub(text) == ("joann@mail.ru, удалено; ann@mail.ru.evil.test t.ann@mail.ru <удалено>. "
+                           "удалено, Петровой Анне, Петрова Аннабель, Maxim, Max")
+    assert not Scrubber("ann@mail.ru", ()).found("joann@mail.ru")
+    assert Scrubber("ann@mail.ru", ()).found("write to ann@mail.ru.")
+    # A name in JSON written with ensure_ascii; not inside a longer escaped word.
+    assert scrub(json.dumps({"a": "x Петрова Анна"})) == '{"a": "x удалено"}'
+    assert not scrub.found(json.dumps({"a": "Петрова Аннабель"}))
+    # Only decoded headers and text parts are read, never the base64 of an attachment.
+    assert Scrubber("x@y.test", ("Max Maxwell",)).in_letter(_raw("a@b.test", "hi", "hello", PDF_WITH_MAX)) is False
+    assert Scrubber("x@y.test", ("Max Maxwell",)).in_letter(_raw("Max Maxwell <a@b.test>", "hi", "hello"))
+
+
+def test_erase_keeps_other_peoples_letters_and_lists_them(db):
+    """Only the person's own letters go; a letter of another appeal naming them is listed, not touched."""
+    from helpdesk.privacy import MARKER, REMOVED_RAW
+    from helpdesk.privacy.erase import erase, plan_erasure
+    from helpdesk.routing.models import StaffAbsence
+    from helpdesk.store.models import Appeal, Letter, Outgoing, Person
+
+    Person.create(email=ANN, full_name=ANN_NAME, kind="student", class_name="7В", active=False)
+    Person.create(email=JOANN, full_name="Иванова Жанна Петровна", kind="student", class_name="7В")
+    own = _appeal(ANN, "Max")  # a one-word display name: never used to match
+    other = _appeal(JOANN, "Жанна Иванова", status="open")
+    mine = _letter(_raw(f"Max <{ANN}>", "вопрос", "я не поняла задачу"), ANN, own)
+    ack = _outgoing(_raw(SCHOOL, "ack", "получено", to=ANN), ANN, own, kind="ack")
+    notice = _outgoing(_raw(SCHOOL, "notice", "уведомление", to=ANN.upper()), ANN.upper())
+    naming = _raw(f"Жанна <{JOANN}>", "задача", f"{ANN_NAME} тоже не поняла задачу.", PDF_WITH_MAX)
+    mentions = _letter(naming, JOANN, other)
+    plain_raw = _raw(f"Жанна <{JOANN}>", "ещё", "Max мне помог, спасибо.", PDF_WITH_MAX)
+    plain = _letter(plain_raw, JOANN, other)
+    forwarded = _outgoing(naming, T_ANN, other, kind="to_assignee")
+    digest = _outgoing(_raw(SCHOOL, "сводка", f"Вопросы: {ANN_NAME}, 7В", to=T_ANN), T_ANN, status="sent",
+                       kind="digest")
+    absence = StaffAbsence.create(teacher=T_ANN, start=date(2026, 1, 1), end=date(2026, 1, 5),
+                                  substitute=JOANN, note="курсы")
+
+    plan = plan_erasure(ANN)
+    assert plan.names == (ANN_NAME,)
+    result = erase(plan)
+
+    assert bytes(Letter.get_by_id(mine.id).raw) == REMOVED_RAW
+    for row in (ack, notice):
+        assert bytes(Outgoing.get_by_id(row.id).raw) == REMOVED_RAW
+        assert Outgoing.get_by_id(row.id).status == "failed"  # cancelled
+    assert bytes(Outgoing.get_by_id(digest.id).raw) == REMOVED_RAW  # the school's own digest naming her
+    # Other people's letters: untouched (the queued one still queued); those naming her are listed.
+    assert bytes(Letter.get_by_id(mentions.id).raw) == naming
+    assert bytes(Letter.get_by_id(plain.id).raw) == plain_raw
+    kept = Outgoing.get_by_id(forwarded.id)
+    assert (bytes(kept.raw), kept.status) == (naming, "queued")
+    assert result.kept_letters == [[mentions.id, other.number]]
+    assert result.kept_outgoing == [[forwarded.id, other.number]]
+    summary = result.summary()
+    assert "2 letters of other people" in summary and f"{mentions.id} (appeal {other.number})" in summary
+    # Addresses that merely contain hers are not rewritten.
+    other = Appeal.get_by_id(other.number)
+    assert (other.sender, other.student, other.assignee) == (JOANN, JOANN, T_ANN)
+    own = Appeal.get_by_id(own.number)
+    assert (own.sender, own.sender_name, own.student, own.assignee) == (MARKER, MARKER, MARKER, T_ANN)
+    absence = StaffAbsence.get_by_id(absence.id)
+    assert (absence.teacher, absence.substitute) == (T_ANN, JOANN)
+    assert [p.email for p in Person.select()] == [JOANN]
+
+
+def test_erase_finds_unprocessed_letters_whatever_the_case_of_the_address(db):
+    from helpdesk.privacy import REMOVED_RAW
+    from helpdesk.privacy.erase import erase, plan_erasure
+    from helpdesk.store.models import Letter
+
+    waiting = _letter(_raw("Anna <Ann@Mail.Test>", "вопрос", "я снова не поняла"), "Ann@Mail.Test",
+                      status="new")
+    result = erase(plan_erasure(ANN))
+    row = Letter.get_by_id(waiting.id)
+    assert (bytes(row.raw), row.status, result.unprocessed) == (REMOVED_RAW, "ignored", 1)
+
+
+def test_purge_removes_old_failed_and_quarantined_letters(db):
+    from helpdesk.privacy import REMOVED_RAW
+    from helpdesk.privacy.purge import purge
+    from helpdesk.store.models import Letter, Outgoing
+
+    now = datetime.now(timezone.utc)
+    old = (now - timedelta(days=400)).replace(tzinfo=None)
+    body = _raw(SCHOOL, "обращение", "письмо ученика целиком", PDF_WITH_MAX, to=T_ANN)
+    open_appeal = _appeal(ANN, "Анна Петрова", status="open")
+    failed_old = _outgoing(body, T_ANN, open_appeal, status="failed", kind="to_assignee", created_at=old)
+    failed_new = _outgoing(body, T_ANN, open_appeal, status="failed", kind="to_assignee")
+    queued_old = _outgoing(body, T_ANN, open_appeal, created_at=old)
+    quarantined_old = _letter(_raw(ANN, "x", "карантин"), ANN, status="quarantined", fetched_at=old)
+    quarantined_new = _letter(_raw(ANN, "y", "карантин"), ANN, status="quarantined")
+    new_old = _letter(_raw(ANN, "z", "не разобрано"), ANN, status="new", fetched_at=old, received_at=old)
+
+    result = purge(now, 365)
+    assert (result.letters, result.outgoing) == (1, 1)
+    assert bytes(Outgoing.get_by_id(failed_old.id).raw) == REMOVED_RAW
+    assert Outgoing.get_by_id(failed_old.id).status == "failed"  # the row and its status stay
+    assert bytes(Letter.get_by_id(quarantined_old.id).raw) == REMOVED_RAW
+    assert Letter.get_by_id(quarantined_old.id).status == "quarantined"
+    for row in (failed_new, queued_old):
+        assert bytes(Outgoing.get_by_id(row.id).raw) == body
+    for row in (quarantined_new, new_old):
+        assert bytes(Letter.get_by_id(row.id).raw) != REMOVED_RAW
 
 
 # --------------------------------------------------------------------------- permissions, backup

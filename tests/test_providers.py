@@ -93,6 +93,23 @@ def test_token_sources(tmp_path):
             source.read()
 
 
+def test_token_command_errors_name_the_program_only():
+    """A client secret given to the helper as an argument never reaches the journal."""
+    from helpdesk.auth import run_token_command
+
+    for command, program, message in [
+        ("sh -c 'exit 3' --client-secret s3cr3t", "sh", "exit 3"),
+        ("true --client-secret s3cr3t", "true", "printed no token"),
+        ("/nonexistent/helper --client-secret s3cr3t", "/nonexistent/helper", "cannot be run"),
+        ("helper --client-secret 's3cr3t", "helper", "cannot be run"),  # unbalanced quote
+        ("sh -c 'sleep 5' --client-secret s3cr3t", "sh", "gave no token"),
+    ]:
+        with pytest.raises(AuthError) as raised:
+            run_token_command(command, timeout=0.5)
+        assert f"token_command {program!r}" in str(raised.value) and message in str(raised.value)
+        assert "s3cr3t" not in str(raised.value)
+
+
 class TinyImap:
     """Just enough IMAP for a login: CAPABILITY, AUTHENTICATE (recorded), LOGOUT."""
 

@@ -57,3 +57,15 @@ def test_reimport_updates_in_place(db, corpus_roster):
     assert loaded.student(first.email).class_name == "5В"
     assert loaded.student(corpus_roster.students[1].email) is None  # inactive, not deleted
     assert {p.email: p.id for p in Person.select()} == ids_before
+
+
+def test_a_too_old_sqlite_is_refused_with_a_clear_error(tmp_path, monkeypatch):
+    import sqlite3
+
+    from helpdesk.store import db as db_module
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(db_module.DatabaseError, match=r"SQLite 3\.34\.1 is too old.*3\.35"):
+        db_module.open_database(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    assert not (tmp_path / "old.sqlite3").exists()  # refused before anything was created

@@ -30,11 +30,13 @@ import socket
 import ssl
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Iterator
 
 import aiosmtplib
+import peewee
 
 from ..auth import smtp_login
 from ..tls import client_context
@@ -197,13 +199,19 @@ def claim(limit: int = CLAIM_BATCH, lease: float = LEASE_SECONDS) -> list[Outgoi
            .order_by(Outgoing.id)
            .limit(limit))
     if on_postgres():
-        due = due.for_update(skip_locked=True)
+        due = due.for_update("FOR UPDATE SKIP LOCKED")  # the string form: peewee 3.17 and 4.x
     claimed = (Outgoing.update(status="sending", claimed_by=owner(),
                                lease_until=now + timedelta(seconds=lease))
                .where(Outgoing.id.in_(due))
-               .returning(Outgoing)
+               .returning(*_SENDING_COLUMNS)
                .execute())
     return sorted(claimed, key=lambda row: row.id)
+
+
+# What sending a claimed letter reads (``_send_one``, ``_sent``, ``_fail``, ``renew``,
+# ``release``): not the bookkeeping columns, so a claim builds small rows.
+_SENDING_COLUMNS = (Outgoing.id, Outgoing.appeal, Outgoing.kind, Outgoing.mail_from,
+                    Outgoing.recipients, Outgoing.raw, Outgoing.attempts)
 
 
 def renew(rows: list[Outgoing], lease: float = LEASE_SECONDS) -> list[Outgoing]:
@@ -288,25 +296,39 @@ def _permanent(exc: aiosmtplib.SMTPRecipientsRefused) -> bool:
     return all(500 <= r.code < 600 for r in exc.recipients)
 
 
+def _mark_sent_sql() -> str:
+    """The statement marking a letter sent, run once per letter: written out, since
+    building a peewee query per letter costs more than the UPDATE itself."""
+    table, p = Outgoing._meta.table_name, database.param
+    return (f'UPDATE "{table}" SET "status" = \'sent\', "sent_at" = {p}, "attempts" = {p}, '
+            f'"lease_until" = NULL WHERE "id" = {p}')
+
+
 def _sent(row: Outgoing, refused: dict, result: SendResult) -> None:
     """Mark one letter sent (the server has accepted it), with an event when some
     recipients were refused. The commit does not wait for the database's disk
-    flush (see ``commit_without_flush``): a crash of this process loses nothing
-    committed; only a crash of the database server itself could forget the last
-    marks, and those letters would be sent again with their Message-IDs."""
+    flush (see ``commit_without_flush`` and ``_lazy_flush``): a crash of this
+    process loses nothing committed; only a crash of the database server itself
+    could forget the last marks, and those letters would be sent again with their
+    Message-IDs. ``claimed_by`` stays: which process sent the letter."""
+    if not refused:  # the usual case: one autocommitted statement, one round trip
+        database.execute_sql(_mark_sent_sql(), (Outgoing.sent_at.db_value(utcnow()),
+                                                row.attempts + 1, row.id))
+        log.info("outbox: letter %s (%s, appeal %s) sent", row.id, row.kind, row.appeal_id)
+        result.sent += 1
+        return
     with database.atomic():
         commit_without_flush()
-        # ``claimed_by`` stays: which process sent the letter.
         Outgoing.update(status="sent", sent_at=utcnow(), attempts=row.attempts + 1,
                         lease_until=None).where(Outgoing.id == row.id).execute()
-        if refused:  # some recipients refused, the others got it
-            Event.create(
-                kind="send_partial",
-                appeal=row.appeal_id,
-                message=f"Письмо {row.kind} не доставлено адресатам "
-                f"{', '.join(sorted(refused))}: " + "; ".join(
-                    f"{code} {text}" for code, text in refused.values()),
-            )
+        # some recipients refused, the others got it
+        Event.create(
+            kind="send_partial",
+            appeal=row.appeal_id,
+            message=f"Письмо {row.kind} не доставлено адресатам "
+            f"{', '.join(sorted(refused))}: " + "; ".join(
+                f"{code} {text}" for code, text in refused.values()),
+        )
     log.info("outbox: letter %s (%s, appeal %s) sent", row.id, row.kind, row.appeal_id)
     result.sent += 1
 
@@ -390,9 +412,40 @@ def _never() -> bool:
     return False
 
 
+@contextmanager
+def _lazy_flush() -> Iterator[None]:
+    """On PostgreSQL, the drain's commits do not wait for the WAL flush
+    (``synchronous_commit = off`` for this session while it lasts, then the
+    previous value again), so a mark is one autocommitted statement instead of
+    BEGIN, SET LOCAL, UPDATE, COMMIT. The same trade as ``commit_without_flush``:
+    a crash of the daemon loses nothing committed; a crash of the database server
+    may forget the last fraction of a second of commits, in order (claims, marks,
+    requeues), so at worst letters accepted just before are sent again with their
+    Message-IDs, or a failure is found again on the next try. SQLite in WAL mode
+    with synchronous=NORMAL does not flush on commit anyway."""
+    if not on_postgres():
+        yield
+        return
+    previous = database.execute_sql("SHOW synchronous_commit").fetchone()[0]
+    database.execute_sql("SET synchronous_commit TO OFF")
+    try:
+        yield
+    finally:
+        try:
+            database.execute_sql("SELECT set_config('synchronous_commit', %s, false)", (previous,))
+        except peewee.PeeweeException as exc:  # a broken connection: the session is gone anyway
+            log.debug("outbox: could not restore synchronous_commit: %s", exc)
+
+
 async def _drain(settings: SmtpSettings, policy: RetryPolicy, limit: int | None,
                  should_stop: Callable[[], bool] = _never,
                  lease: float = LEASE_SECONDS) -> SendResult:
+    with _lazy_flush():
+        return await _drain_claimed(settings, policy, limit, should_stop, lease)
+
+
+async def _drain_claimed(settings: SmtpSettings, policy: RetryPolicy, limit: int | None,
+                         should_stop: Callable[[], bool], lease: float) -> SendResult:
     result = SendResult()
     client: aiosmtplib.SMTP | None = None
     remaining = limit

@@ -6,13 +6,25 @@ replaces it, in one transaction:
 - their appeals (as sender, or as the student concerned): the address, the
   name and the subject line become "удалено"; dates, class, subject, category,
   assignee and status stay, so the statistics are unchanged;
-- every letter of those appeals and every letter from or to the address: the
-  bytes become ``REMOVED_RAW``. An unprocessed letter from them is marked
-  ignored; an unsent letter to them is cancelled (failed);
+- their own letters: every letter of those appeals, every incoming letter from
+  the address (any case) and every outgoing letter to it: the bytes become
+  ``REMOVED_RAW``. An unprocessed letter from them is marked ignored; an unsent
+  letter of theirs is cancelled (failed);
 - then every text column of every table (found generically, so new tables are
-  covered) has the address and the names replaced, and every stored letter
-  whose text still mentions them is removed as well (a digest naming a student);
+  covered) has the address and the names replaced;
+- a letter the school sent that belongs to no appeal (a digest, a notice) and
+  still names them is removed too, once sent or failed;
+- any other stored letter that mentions them (another person's letter or appeal,
+  a letter not yet sent or processed) is left as it is and listed in the result,
+  for the operator to decide: it is someone else's data too;
 - their roster rows (the inactive person, parent links) are deleted.
+
+What "mentions" means (``Scrubber``): the address as a whole token, in any case
+(``joann@x`` is not ``ann@x``); the full name from the roster and display names
+of their letters, only when they have at least two words, as whole words in any
+case, in the written form (declined Russian forms are not found). In a stored
+letter only the decoded headers and the decoded text parts are read, never the
+raw bytes nor attachments.
 
 An event "erased" records that it happened and how much, without the data.
 """
@@ -25,12 +37,13 @@ from email import message_from_bytes
 from email.header import decode_header, make_header
 from typing import Iterator
 
-from peewee import BlobField, CharField, Model, TextField
+from peewee import BlobField, CharField, Model, TextField, fn
 
 from ..store.models import ALL_MODELS, Appeal, BaseModel, Event, Letter, Meta, Outgoing, Parent, Person, database, utcnow
 from . import MARKER, REMOVED_RAW, flush_journal, overwrite_freed_space
 
 FINISHED = ("answered", "closed")
+MIN_NAME_WORDS = 2  # a single word ("Max", "Лев") would match other people: never used alone
 # Meta: facts about the database itself. Person and Parent: the roster, where the
 # person's own rows are deleted; a namesake's row must not be touched.
 SKIPPED_MODELS = (Meta, Person, Parent)
@@ -59,6 +72,9 @@ class EraseResult:
     cancelled: int = 0  # of those, letters not yet sent: cancelled
     rows: int = 0  # rows of any table whose text had the address or a name
     roster_rows: int = 0
+    # Other people's letters that mention them, left untouched: [letter id, appeal number or None]
+    kept_letters: list[list] = field(default_factory=list)
+    kept_outgoing: list[list] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -67,10 +83,22 @@ class EraseResult:
     def summary(self) -> str:
         if self.empty:
             return "nothing stored about this address: nothing erased"
-        return (f"erased: {self.appeals} appeals ({self.closed} open ones closed), {self.letters} incoming "
+        text = (f"erased: {self.appeals} appeals ({self.closed} open ones closed), {self.letters} incoming "
                 f"letters ({self.unprocessed} unprocessed, now ignored), {self.outgoing} outgoing letters "
                 f"({self.cancelled} unsent, now cancelled), {self.rows} other rows rewritten, "
                 f"{self.roster_rows} roster rows deleted")
+        kept = len(self.kept_letters) + len(self.kept_outgoing)
+        if kept:
+            text += (f"\nleft untouched, for you to review: {kept} letters of other people that mention them"
+                     f"{_listing('incoming', self.kept_letters)}{_listing('outgoing', self.kept_outgoing)}")
+        return text
+
+
+def _listing(what: str, rows: list[list]) -> str:
+    if not rows:
+        return ""
+    items = ", ".join(f"{i}" + (f" (appeal {n})" if n is not None else " (no appeal)") for i, n in rows)
+    return f"; {what} letter ids: {items}"
 
 
 def all_models() -> list[type[Model]]:
@@ -93,19 +121,21 @@ def plan_erasure(email: str) -> ErasePlan:
     email = email.strip().lower()
     names: set[str] = set()
     on_roster: list[str] = []
-    for person in Person.select().where(Person.email == email):
+    for person in Person.select().where(fn.LOWER(Person.email) == email):
         names.add(person.full_name)
         if person.active:
             on_roster.append(f"{email} is an active {person.kind} on the roster")
-    for parent in Parent.select(Parent, Person).join(Person).where(Parent.email == email):
+    for parent in Parent.select(Parent, Person).join(Person).where(fn.LOWER(Parent.email) == email):
         if parent.student.active:
             on_roster.append(f"{email} is a parent of {parent.student.full_name}, who is on the roster")
     rows = list(Appeal.select(Appeal.number, Appeal.status, Appeal.sender, Appeal.sender_name)
-                .where((Appeal.sender == email) | (Appeal.student == email)).order_by(Appeal.number))
-    names.update(a.sender_name for a in rows if a.sender == email and a.sender_name)
+                .where((fn.LOWER(Appeal.sender) == email) | (fn.LOWER(Appeal.student) == email))
+                .order_by(Appeal.number))
+    names.update(a.sender_name for a in rows if a.sender.lower() == email and a.sender_name)
     return ErasePlan(
         email=email,
-        names=tuple(sorted((n.strip() for n in names if n and n.strip()), key=len, reverse=True)),
+        names=tuple(sorted({" ".join(n.split()) for n in names if n and len(n.split()) >= MIN_NAME_WORDS},
+                           key=len, reverse=True)),
         on_roster=on_roster,
         appeals=[a.number for a in rows],
         open_appeals=[a.number for a in rows if a.status not in FINISHED],
@@ -113,48 +143,60 @@ def plan_erasure(email: str) -> ErasePlan:
 
 
 class Scrubber:
-    """Replaces the address (any case) and the names (also JSON-escaped) with the marker."""
+    """Finds and replaces the address and the names with the marker.
+
+    The address only as a whole token (not inside ``joann@x`` or ``ann@x.ru.evil``),
+    the names only as whole words; both in any case. A name is also looked for as
+    ``json.dumps`` (ensure_ascii) writes it, bounded so that it is not part of a
+    longer escaped word."""
 
     def __init__(self, email: str, names: tuple[str, ...]):
-        variants = {email}
-        for name in names:
-            variants.add(name)
-            variants.add(json.dumps(name)[1:-1])  # as json.dumps with ensure_ascii writes it
-        ordered = sorted(variants, key=len, reverse=True)
-        self.lowered = tuple(v.lower() for v in ordered)
-        self.pattern = re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
+        parts = []
+        if email:
+            parts.append(r"(?<![\w.+-])" + re.escape(email) + r"(?![\w-]|\.[\w-])")  # a full stop may end it
+        for name in sorted(set(names), key=len, reverse=True):
+            words = name.split()
+            if len(words) < MIN_NAME_WORDS:
+                continue
+            parts.append(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)")
+            escaped = json.dumps(" ".join(words))[1:-1]
+            if escaped != " ".join(words):
+                parts.append(r"(?<!\w)" + re.escape(escaped).replace(r"\ ", " ").replace(" ", r"\s+")
+                             + r"(?!\w|\\u)")
+        self.pattern = re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
     def found(self, text: str | None) -> bool:
-        if not text:
-            return False
-        lowered = text.lower()
-        return any(v in lowered for v in self.lowered)
+        return bool(text) and self.pattern is not None and self.pattern.search(text) is not None
 
     def __call__(self, text: str) -> str:
-        return self.pattern.sub(MARKER, text)
+        return self.pattern.sub(MARKER, text) if self.pattern is not None else text
 
     def in_letter(self, raw: bytes) -> bool:
-        """Whether the letter's headers or decoded text parts mention the person."""
+        """Whether the letter's decoded headers or decoded text parts mention the person."""
         if raw == REMOVED_RAW:
             return False
         return any(self.found(text) for text in letter_texts(raw))
 
 
 def letter_texts(raw: bytes) -> Iterator[str]:
-    """The raw letter, then its decoded headers and text parts (RFC 2047, base64, QP)."""
-    yield raw.decode("utf-8", "replace")
+    """The letter's decoded headers and text parts (RFC 2047, base64, QP); never the raw
+    bytes (base64 of an attachment may hold any short string) nor attachments."""
     try:
         msg = message_from_bytes(raw)  # compat32: much faster than policy.default here
         for _name, value in msg.items():
-            yield str(make_header(decode_header(value)))
+            try:
+                yield str(make_header(decode_header(value)))
+            except Exception:  # noqa: BLE001 - a malformed encoded word: the header as it is
+                yield str(value)
         for part in msg.walk():
-            if part.get_content_maintype() == "text":
-                payload = part.get_payload(decode=True) or b""
-                try:
-                    yield payload.decode(part.get_content_charset() or "utf-8", "replace")
-                except LookupError:  # an unknown charset name
-                    yield payload.decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - a malformed header or part: judged by the bytes above
+            if part.get_content_maintype() != "text" or part.get_content_disposition() == "attachment":
+                continue
+            payload = part.get_payload(decode=True) or b""
+            try:
+                yield payload.decode(part.get_content_charset() or "utf-8", "replace")
+            except LookupError:  # an unknown charset name
+                yield payload.decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - a letter that cannot be parsed at all: nothing to read
         return
 
 
@@ -183,12 +225,15 @@ def erase(plan: ErasePlan, *, force: bool = False) -> EraseResult:
         if plan.open_appeals:
             result.closed = _close(plan.open_appeals, now)
         letter_ids = _erase_letters(plan, result)
-        _erase_outgoing(plan, letter_ids, scrub, result)
+        _erase_outgoing(plan, letter_ids, result)
         if plan.appeals:
-            Appeal.update(title=MARKER, updated_at=now).where(Appeal.number.in_(plan.appeals)).execute()
+            mine = Appeal.number.in_(plan.appeals)
+            Appeal.update(title=MARKER, updated_at=now).where(mine).execute()
+            Appeal.update(sender=MARKER, sender_name=MARKER).where(
+                mine & (fn.LOWER(Appeal.sender) == plan.email)).execute()
+            Appeal.update(student=MARKER).where(mine & (fn.LOWER(Appeal.student) == plan.email)).execute()
         result.rows = _scrub_all_tables(scrub)
-        result.letters += _remove_mentions(Letter, scrub)
-        _remove_outgoing(_mentions(Outgoing, scrub), result)
+        _other_letters(scrub, result)
         result.roster_rows = _delete_roster_rows(plan.email)
         if result.empty:
             return result
@@ -213,7 +258,7 @@ def _close(numbers: list[int], now) -> int:
 
 
 def _erase_letters(plan: ErasePlan, result: EraseResult) -> list[int]:
-    where = Letter.sender == plan.email
+    where = fn.LOWER(Letter.sender) == plan.email  # not lower-cased at ingest
     if plan.appeals:
         where |= Letter.appeal.in_(plan.appeals)
     ids = [i for (i,) in Letter.select(Letter.id).where(where).tuples()]
@@ -225,14 +270,24 @@ def _erase_letters(plan: ErasePlan, result: EraseResult) -> list[int]:
     return ids
 
 
-def _erase_outgoing(plan: ErasePlan, letter_ids: list[int], scrub: Scrubber, result: EraseResult) -> None:
+def _addressed_to(recipients: str | None, email: str) -> bool:
+    try:
+        listed = json.loads(recipients or "[]")
+    except ValueError:
+        listed = []
+    return isinstance(listed, list) and any(isinstance(r, str) and r.strip().lower() == email for r in listed)
+
+
+def _erase_outgoing(plan: ErasePlan, letter_ids: list[int], result: EraseResult) -> None:
+    """Their outgoing letters: of their appeals, caused by their letters, or addressed to them."""
     ids = set()
     if plan.appeals:
         ids |= {i for (i,) in Outgoing.select(Outgoing.id).where(Outgoing.appeal.in_(plan.appeals)).tuples()}
     if letter_ids:
         ids |= {i for (i,) in Outgoing.select(Outgoing.id).where(Outgoing.letter.in_(letter_ids)).tuples()}
-    for row_id, recipients in Outgoing.select(Outgoing.id, Outgoing.recipients).tuples():
-        if scrub.found(recipients):
+    for row_id, recipients in Outgoing.select(Outgoing.id, Outgoing.recipients).where(
+            Outgoing.recipients.contains(plan.email)).tuples():  # LIKE: case-insensitive enough to narrow
+        if _addressed_to(recipients, plan.email):
             ids.add(row_id)
     _remove_outgoing(sorted(ids), result)
 
@@ -269,23 +324,33 @@ def _scrub_all_tables(scrub: Scrubber) -> int:
     return changed
 
 
-def _mentions(model: type[Model], scrub: Scrubber) -> list[int]:
-    """Rows whose stored letter (any BLOB column) still names the person."""
+def _mentions(model: type[Model], scrub: Scrubber, *columns) -> list[tuple]:
+    """Rows (id, *columns) whose stored letter (any BLOB column) still mentions the person."""
     blobs = [f for f in model._meta.sorted_fields if isinstance(f, BlobField)]
     found = []
-    for row in model.select(model._meta.primary_key, *blobs).tuples().iterator():
-        if any(value is not None and scrub.in_letter(bytes(value)) for value in row[1:]):
-            found.append(row[0])
+    for row in model.select(model._meta.primary_key, *columns, *blobs).tuples().iterator():
+        if any(value is not None and scrub.in_letter(bytes(value)) for value in row[1 + len(columns):]):
+            found.append(row[:1 + len(columns)])
     return found
 
 
-def _remove_mentions(model: type[Model], scrub: Scrubber) -> int:
-    found = _mentions(model, scrub)
-    return model.update(raw=REMOVED_RAW).where(model._meta.primary_key.in_(found)).execute() if found else 0
+def _other_letters(scrub: Scrubber, result: EraseResult) -> None:
+    """Letters not theirs that still mention them. Only a letter the school sent that belongs
+    to no appeal (a digest, a notice), already sent or failed, is removed; every other one
+    (another person's letter or appeal, an unsent or unprocessed letter) is only listed."""
+    result.kept_letters = [[i, appeal] for i, appeal in _mentions(Letter, scrub, Letter.appeal)]
+    remove = []
+    for i, appeal, status in _mentions(Outgoing, scrub, Outgoing.appeal, Outgoing.status):
+        if appeal is None and status in ("sent", "failed"):
+            remove.append(i)
+        else:
+            result.kept_outgoing.append([i, appeal])
+    if remove:
+        result.outgoing += Outgoing.update(raw=REMOVED_RAW).where(Outgoing.id.in_(remove)).execute()
 
 
 def _delete_roster_rows(email: str) -> int:
-    parents = Parent.delete().where(Parent.email == email).execute()
-    people = Person.select(Person.id).where(Person.email == email)
+    parents = Parent.delete().where(fn.LOWER(Parent.email) == email).execute()
+    people = Person.select(Person.id).where(fn.LOWER(Person.email) == email)
     parents += Parent.delete().where(Parent.student.in_(people)).execute()
-    return parents + Person.delete().where(Person.email == email).execute()
+    return parents + Person.delete().where(fn.LOWER(Person.email) == email).execute()

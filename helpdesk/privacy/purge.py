@@ -7,12 +7,17 @@ What is removed (the row stays, its bytes become ``REMOVED_RAW``):
   appeal (ignored, bounces, teachers' service replies) received before it;
 - the rendered bodies of *sent* outgoing letters of those appeals, and of sent
   letters that belong to no appeal (digests, notices) sent before it;
-- the teacher's note kept in the text of a "closed" event of those appeals.
+- the teacher's note kept in the text of a "closed" event of those appeals;
+- whatever the appeal: outgoing letters given up (``failed``) created before the
+  cut-off (a letter to a teacher carries the child's whole letter and its
+  attachments), and quarantined incoming letters fetched before it.
 
-Never removed: anything of an appeal still open or waiting, a letter not yet
-processed (``new``) or quarantined, an outgoing letter not sent (queued, sending,
-failed: the operator may still look at it). The appeal rows and the other events
-are untouched, so the digest and the report count exactly as before.
+Never removed: anything else of an appeal still open or waiting, a letter not yet
+processed (``new``), a quarantined letter or a failed outgoing letter younger than
+the cut-off (the operator may still look at it), an outgoing letter still to be
+sent (queued, sending). The appeal rows and the other events are untouched (a
+purged letter keeps its row and its status), so the digest and the report count
+exactly as before.
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ class PurgeResult:
     def summary(self) -> str:
         verb = "would purge" if self.dry_run else "purged"
         return (f"{verb}: {self.letters} incoming letters ({_size(self.letter_bytes)}), "
-                f"{self.outgoing} sent letters ({_size(self.outgoing_bytes)}), {self.events} event texts; "
+                f"{self.outgoing} sent or failed letters ({_size(self.outgoing_bytes)}), {self.events} event texts; "
                 f"appeals finished before {self.cutoff:%Y-%m-%d %H:%M} UTC: {self.appeals}")
 
 
@@ -81,13 +86,16 @@ def _letters(finished, cutoff: datetime):
     of_appeals = Letter.appeal.in_(finished) & Letter.status.not_in(("new", "quarantined"))
     orphans = (Letter.appeal.is_null() & Letter.status.in_(("processed", "ignored"))
                & (Letter.received_at < cutoff))
-    return (of_appeals | orphans) & _not_removed(Letter.raw)
+    quarantined = (Letter.status == "quarantined") & (Letter.fetched_at < cutoff)
+    return (of_appeals | orphans | quarantined) & _not_removed(Letter.raw)
 
 
 def _outgoing(finished, cutoff: datetime):
     of_appeals = Outgoing.appeal.in_(finished)
     orphans = Outgoing.appeal.is_null() & (Outgoing.sent_at < cutoff)
-    return (Outgoing.status == "sent") & (of_appeals | orphans) & _not_removed(Outgoing.raw)
+    sent = (Outgoing.status == "sent") & (of_appeals | orphans)
+    failed = (Outgoing.status == "failed") & (Outgoing.created_at < cutoff)
+    return (sent | failed) & _not_removed(Outgoing.raw)
 
 
 def _sum_length(model, where) -> tuple[int, int]:
@@ -134,7 +142,7 @@ def purge(now: datetime, days: int, *, dry_run: bool = False) -> PurgeResult:
             Event.create(
                 kind="purged",
                 message=(f"Удалены тексты писем по сроку хранения ({days} дн.): входящих писем "
-                         f"{result.letters}, отправленных {result.outgoing}, пояснений в журнале "
+                         f"{result.letters}, исходящих {result.outgoing}, пояснений в журнале "
                          f"{result.events}; статистика обращений сохранена."),
                 data=json.dumps(result.as_dict(), ensure_ascii=False),
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import sqlite3
 import pkgutil
 import re
 from contextlib import contextmanager
@@ -94,8 +95,16 @@ def _create_private(path: str) -> None:
         pass
 
 
+# The outbox claims letters with UPDATE ... RETURNING (SQLite 3.35, March 2021).
+MIN_SQLITE = (3, 35)
+
+
 def open_database(url: str, *, migrate: bool = True) -> Database:
     """Bind the models to the database at ``url`` and bring its schema up to date."""
+    if url.startswith("sqlite") and sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise DatabaseError(
+            f"SQLite {sqlite3.sqlite_version} is too old: helpdesk needs {'.'.join(map(str, MIN_SQLITE))} "
+            "or newer (UPDATE ... RETURNING); use a newer Python build or PostgreSQL")
     db = make_database(url)
     if database.obj is not None and not database.obj.is_closed():
         database.obj.close()  # re-binding (tests, a CLI call in-process): drop the old handle
