@@ -166,6 +166,9 @@ end = "17:00"
         for line in relay_text.strip().splitlines():
             print(f"    | {line}")
 
+        print("\nhelpdesk status (what an operator or a monitoring check sees):")
+        print(helpdesk("status", check=False).rstrip())
+
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(timeout=20)
         print(f"\ndaemon stopped on SIGTERM with exit code {code}")
