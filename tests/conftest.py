@@ -73,6 +73,12 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'helpdesk.sqlite3'}"
         return
+    yield from fresh_postgres()
+
+
+def fresh_postgres():
+    """A fresh PostgreSQL database's URL (skips where PostgreSQL is not reachable),
+    dropped afterwards; for fixtures."""
     if not _PG:
         pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
     name = f"helpdesk_test_{secrets.token_hex(4)}"

@@ -12,7 +12,6 @@ The PostgreSQL tests are skipped when 127.0.0.1:5432 cannot be reached.
 """
 from __future__ import annotations
 
-import secrets
 import signal
 import threading
 from collections import Counter
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_HOST, PG_PORT, SCHOOL, _pg_admin, letter, postgres_reachable
+from tests.conftest import SCHOOL, fresh_postgres, letter, postgres_reachable
 from tests.daemon_kit import kill, make_config, message_ids_received, question, spawn_daemon, wait_for_log, \
     wait_until
 
@@ -31,16 +30,7 @@ needs_postgres = pytest.mark.skipif(not postgres_reachable(),
 
 @pytest.fixture
 def pg_url():
-    if not postgres_reachable():
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
-    name = f"helpdesk_test_{secrets.token_hex(4)}"
-    _pg_admin(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    from helpdesk.store.models import database
-
-    if database.obj is not None:
-        database.close()
-    _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from fresh_postgres()
 
 
 def query(url: str, sql: str) -> list[tuple]:

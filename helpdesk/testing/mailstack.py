@@ -1086,17 +1086,7 @@ class MailStack:
     def send(self, raw: bytes | email.message.Message, mail_from: str,
              rcpt_to: list[str]) -> None:
         """Send through the stack's SMTP; raise if any recipient is refused."""
-        if isinstance(rcpt_to, str):
-            rcpt_to = [rcpt_to]
-        with smtplib.SMTP(self.host, self.smtp_port, timeout=30) as smtp:
-            if isinstance(raw, email.message.Message):
-                # as a mail client sends it: RFC 2047 headers, SMTPUTF8 only if needed
-                refused = smtp.send_message(raw, mail_from, rcpt_to)
-            else:
-                refused = smtp.sendmail(mail_from, rcpt_to, raw, mail_options=_mail_options(
-                    raw, [mail_from, *rcpt_to]))
-        if refused:
-            raise smtplib.SMTPRecipientsRefused(refused)
+        self.send_many([(raw, mail_from, [rcpt_to] if isinstance(rcpt_to, str) else rcpt_to)])
 
 
     def send_many(self, letters: list[tuple[bytes | email.message.Message, str, list[str]]]) -> None:
@@ -1105,6 +1095,7 @@ class MailStack:
         with smtplib.SMTP(self.host, self.smtp_port, timeout=30) as smtp:
             for raw, mail_from, rcpt_to in letters:
                 if isinstance(raw, email.message.Message):
+                    # as a mail client sends it: RFC 2047 headers, SMTPUTF8 only if needed
                     refused = smtp.send_message(raw, mail_from, rcpt_to)
                 else:
                     refused = smtp.sendmail(mail_from, rcpt_to, raw, mail_options=_mail_options(
