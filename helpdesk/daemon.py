@@ -226,6 +226,7 @@ class Daemon:
         self._cycle_end = time.monotonic()  # when the last cycle completed
         self._last_ping = float("-inf")
         self._last_heartbeat = float("-inf")
+        self._swept_at: datetime | None = None  # the last SLA sweep, not yet in the meta table
         self._status = ""
         self._activity = "none yet"
 
@@ -258,8 +259,7 @@ class Daemon:
             if "outbox" in self.only:
                 self._send(result)
             if time.monotonic() - self._last_heartbeat >= self.heartbeat_every:
-                record_heartbeat()
-                self._last_heartbeat = time.monotonic()
+                self._record_state()
         except DATABASE_ERRORS as exc:
             result.errors.append(f"database: {exc}")
             self.db.failed(_describe(exc))
@@ -269,6 +269,15 @@ class Daemon:
         self._cycle_end = time.monotonic()
         self.metrics.observe_cycle(result, self._cycle_end - began)
         return result
+
+    def _record_state(self) -> None:
+        """The heartbeat and the last SLA sweep, for ``helpdesk status`` (a write at
+        most every ``heartbeat_every`` seconds, not one per cycle)."""
+        record_heartbeat()
+        if self._swept_at is not None:
+            record_sweep(self._swept_at)
+            self._swept_at = None
+        self._last_heartbeat = time.monotonic()
 
     def _ingest(self, result: CycleResult) -> None:
         if self.stopping or not self.imap.due() or not self._ingest_turn():
@@ -396,7 +405,7 @@ class Daemon:
             self.processing.failed(f"SLA sweep: {_describe(exc)}", exc)
             return
         self.metrics.sweep_seconds.observe(time.monotonic() - began)
-        record_sweep()
+        self._swept_at = utcnow()
         if swept.letters:
             log.info(swept.summary())
             result.sla_letters += len(swept.letters)
@@ -489,6 +498,11 @@ class Daemon:
             while True:
                 total.merge(self.cycle())
                 if not total.more or self.stopping:
+                    if self._swept_at is not None:  # the last sweep, before the process ends
+                        try:
+                            self._record_state()
+                        except DATABASE_ERRORS:
+                            pass  # status shows the one before; the work itself is done
                     return total
         finally:
             self._drop_mailbox()
