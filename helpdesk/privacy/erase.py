@@ -34,11 +34,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes
-from email.header import decode_header, make_header
 from typing import Iterator
 
 from peewee import BlobField, CharField, Model, TextField, fn
 
+from ..understand.parse import decode_bytes, decode_header_value
 from ..store.models import ALL_MODELS, Appeal, BaseModel, Event, Letter, Meta, Outgoing, Parent, Person, database, utcnow
 from . import MARKER, REMOVED_RAW, flush_journal, overwrite_freed_space
 
@@ -179,23 +179,17 @@ class Scrubber:
 
 
 def letter_texts(raw: bytes) -> Iterator[str]:
-    """The letter's decoded headers and text parts (RFC 2047, base64, QP); never the raw
-    bytes (base64 of an attachment may hold any short string) nor attachments."""
+    """The letter's decoded headers and text parts, decoded as the understanding step
+    decodes them (RFC 2047, base64, QP, mislabelled charsets); never the raw bytes
+    (base64 of an attachment may hold any short string) nor attachments."""
     try:
         msg = message_from_bytes(raw)  # compat32: much faster than policy.default here
         for _name, value in msg.items():
-            try:
-                yield str(make_header(decode_header(value)))
-            except Exception:  # noqa: BLE001 - a malformed encoded word: the header as it is
-                yield str(value)
+            yield decode_header_value(str(value))
         for part in msg.walk():
             if part.get_content_maintype() != "text" or part.get_content_disposition() == "attachment":
                 continue
-            payload = part.get_payload(decode=True) or b""
-            try:
-                yield payload.decode(part.get_content_charset() or "utf-8", "replace")
-            except LookupError:  # an unknown charset name
-                yield payload.decode("utf-8", "replace")
+            yield decode_bytes(part.get_payload(decode=True) or b"", part.get_content_charset())[0]
     except Exception:  # noqa: BLE001 - a letter that cannot be parsed at all: nothing to read
         return
 
